@@ -1,0 +1,18 @@
+"""The DiT action generator (one-step drifting policy) and its multi-step comparison heads."""
+
+from drifting_kedro.model.baseline import DiffusionHead, FlowMatchingHead, make_head
+from drifting_kedro.model.config import POLICY_SIZES, PolicyConfig, policy_config
+from drifting_kedro.model.dit import COND_KEYS, LANGUAGE_TOKEN, DriftingPolicy, build_policy
+
+__all__ = [
+    "COND_KEYS",
+    "LANGUAGE_TOKEN",
+    "POLICY_SIZES",
+    "DiffusionHead",
+    "DriftingPolicy",
+    "FlowMatchingHead",
+    "PolicyConfig",
+    "build_policy",
+    "make_head",
+    "policy_config",
+]

@@ -1,0 +1,54 @@
+"""Synthetic conditioning and weight perturbation shared by the model tests."""
+
+import torch
+
+from drifting_kedro.model import LANGUAGE_TOKEN
+
+VLM_HIDDEN = 48
+# Active dims of the five embodiments (DESIGN §4): A, B, C, D (+ dex wrist A 0:7), E.
+EMBODIMENT_DIMS = {
+    0: list(range(0, 8)),
+    1: list(range(8, 16)),
+    2: list(range(16, 32)),
+    3: list(range(0, 7)) + list(range(32, 48)),
+    4: list(range(48, 56)),
+}
+
+
+def action_mask_for(embodiment_ids: list[int], action_dim: int = 128) -> torch.Tensor:
+    mask = torch.zeros(len(embodiment_ids), action_dim)
+    for row, embodiment in enumerate(embodiment_ids):
+        mask[row, EMBODIMENT_DIMS[embodiment]] = 1.0
+    return mask  # [B, A]
+
+
+def make_cond(batch: int = 3, tokens: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Conditioning dict for B observations with L tokens (2 cameras + language, 2 frames)."""
+    gen = torch.Generator().manual_seed(seed)
+    embodiments = [i % 5 for i in range(batch)]
+    camera = torch.tensor([0, 1, LANGUAGE_TOKEN] * tokens)[:tokens].repeat(batch, 1)
+    vlm_mask = torch.ones(batch, tokens, dtype=torch.bool)
+    vlm_mask[0, tokens // 2 :] = False  # the first observation is padded
+    state_mask = torch.zeros(batch, 128)
+    state_mask[:, :16] = 1.0
+    return {
+        "vlm_tokens": torch.randn(batch, tokens, VLM_HIDDEN, generator=gen),
+        "vlm_mask": vlm_mask,
+        "token_camera": camera,
+        "token_frame": (torch.arange(tokens) % 2).repeat(batch, 1),
+        "pooled": torch.randn(batch, VLM_HIDDEN, generator=gen),
+        "embodiment_id": torch.tensor(embodiments),
+        "state": torch.randn(batch, 128, generator=gen),
+        "state_mask": state_mask,
+        "action_mask": action_mask_for(embodiments),
+        "cfg_alpha": 1.0 + 3.0 * torch.rand(batch, generator=gen),
+    }
+
+
+def perturb_zero_init(model: torch.nn.Module, std: float = 0.05, seed: int = 0) -> None:
+    """Give every all-zero parameter small random values, as after some training."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.any():
+                param.copy_(torch.randn(param.shape, generator=gen) * std)

@@ -1,0 +1,110 @@
+"""gymnasium-robotics Fetch tasks: delta-EEF control, plus an absolute-EEF-target variant.
+
+The unwrapped MuJoCo env is stepped directly (our own step limit replaces gymnasium's
+TimeLimit) and rendered through `CheapRenderer` from a fixed free camera facing the robot.
+"""
+
+import logging
+
+import gymnasium as gym
+import gymnasium_robotics
+import mujoco
+import numpy as np
+
+from drifting_kedro.sim.base import CheapRenderer, Observation, SimEnv, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+gym.register_envs(gymnasium_robotics)
+
+FETCH_MAX_DELTA = 0.05  # metres of mocap motion per unit of action (gymnasium-robotics' scale)
+FRONT_CAMERA = {"lookat": (1.3, 0.75, 0.5), "distance": 1.3, "azimuth": 180.0, "elevation": -35.0}
+
+
+def _front_camera() -> mujoco.MjvCamera:
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = FRONT_CAMERA["lookat"]
+    camera.distance = FRONT_CAMERA["distance"]
+    camera.azimuth = FRONT_CAMERA["azimuth"]
+    camera.elevation = FRONT_CAMERA["elevation"]
+    return camera
+
+
+class FetchSimEnv(SimEnv):
+    """A Fetch task with state = [grip x, y, z, finger opening] and native 4-D actions.
+
+    With `absolute=True` the action is [target x, y, z, gripper] in the world frame; the wrapper
+    turns it into the env's delta action ((target - grip) / 0.05, clipped to [-1, 1]).
+    """
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        env_id: str,
+        image_size: int = 96,
+        max_steps: int | None = None,
+        absolute: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.absolute = absolute
+        self.max_steps = spec.max_steps if max_steps is None else max_steps
+        if self.max_steps < 1:
+            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
+        self._env = gym.make(env_id).unwrapped
+        self._renderer = CheapRenderer(
+            self._env.model, image_size, {spec.camera_keys[0]: _front_camera()}
+        )
+        self._raw: dict[str, np.ndarray] = {}
+        self._steps = 0
+
+    def reset(self, seed: int) -> Observation:
+        self._raw, _ = self._env.reset(seed=seed)
+        self._env._render_callback()  # moves the red target site onto this episode's goal
+        self._steps = 0
+        return self._observation()
+
+    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
+        action = self._check_action(action)
+        if self._steps >= self.max_steps:
+            raise RuntimeError(
+                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
+            )
+        if self.absolute:
+            action = self.delta_action(action)
+        self._raw, reward, _, _, info = self._env.step(action)
+        self._steps += 1
+        success = bool(info["is_success"])
+        done = success or self._steps >= self.max_steps
+        return self._observation(), float(reward), success, done
+
+    def delta_action(self, absolute_action: np.ndarray) -> np.ndarray:
+        """Absolute [target xyz, gripper] -> the env's delta action, clipped to its limits."""
+        delta = (np.asarray(absolute_action[:3]) - self.grip_position) / FETCH_MAX_DELTA
+        gripper = absolute_action[3:4]
+        return np.clip(np.concatenate([delta, gripper]), -1.0, 1.0)
+
+    @property
+    def grip_position(self) -> np.ndarray:
+        return self._raw["observation"][:3].copy()  # [3]
+
+    @property
+    def object_position(self) -> np.ndarray:
+        return self._raw["observation"][3:6].copy()  # [3]
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self._raw["desired_goal"].copy()  # [3]
+
+    def close(self) -> None:
+        self._renderer.close()
+        self._env.close()
+
+    def _observation(self) -> Observation:
+        raw = self._raw["observation"]
+        state = np.array([raw[0], raw[1], raw[2], raw[9] + raw[10]], dtype=np.float32)  # [4]
+        return Observation(
+            images=self._renderer.render(self._env.data),
+            state=state,
+            instruction=self.spec.instruction,
+        )

@@ -1,0 +1,232 @@
+"""Record scripted demonstrations as a LeRobot v3 dataset (the embedded default's data).
+
+Only successful expert episodes are kept; the seeds used are written to
+`meta/drifting_kedro.json` so closed-loop evaluation can draw from the disjoint `eval_seeds`.
+"""
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from drifting_kedro.sim.base import SimEnv, TaskSpec
+from drifting_kedro.sim.experts import Expert, make_expert
+from drifting_kedro.sim.registry import make_env, task_spec
+
+logger = logging.getLogger(__name__)
+
+SEEDS_META = "meta/drifting_kedro.json"
+
+
+def demo_seeds(seed: int, n: int) -> list[int]:
+    """Seeds for demonstrations: always even, so never one of `eval_seeds` (always odd)."""
+    _check_seed_args(seed, n)
+    return [2 * (seed + i) for i in range(n)]
+
+
+def eval_seeds(seed: int, n: int) -> list[int]:
+    """Seeds for closed-loop evaluation: always odd, so disjoint from every `demo_seeds`."""
+    _check_seed_args(seed, n)
+    return [2 * (seed + i) + 1 for i in range(n)]
+
+
+def _check_seed_args(seed: int, n: int) -> None:
+    if seed < 0 or n < 0:
+        raise ValueError(f"seed and n must be >= 0, got seed={seed}, n={n}")
+
+
+@dataclass
+class GenerationReport:
+    """How the expert fared while recording one dataset."""
+
+    dataset: str
+    root: str
+    attempts: int
+    successes: int
+    seconds: float
+    seeds: list[int] = field(default_factory=list)  # seeds of the recorded episodes, in order
+    failed_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def failures(self) -> int:
+        return self.attempts - self.successes
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.attempts if self.attempts else 0.0
+
+    @property
+    def episodes_per_minute(self) -> float:
+        return 60.0 * self.successes / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.dataset}: {self.successes}/{self.attempts} expert episodes succeeded "
+            f"({self.success_rate:.0%}), {self.seconds:.1f}s, "
+            f"{self.episodes_per_minute:.1f} episodes/min"
+        )
+
+
+@dataclass
+class RecordedEpisode:
+    """One expert rollout: the frames to write and whether it ended in success."""
+
+    frames: dict[str, np.ndarray]  # feature key -> [T, ...]
+    success: bool
+
+
+def rollout(env: SimEnv, expert: Expert, seed: int) -> RecordedEpisode:
+    """Run the expert for the env's full episode length from `seed`.
+
+    Each row pairs the observation with the action taken from it; the episode counts as a
+    success only if the last step is (the object is where it belongs at the end).
+    """
+    spec = env.spec
+    observation = env.reset(seed)
+    expert.start(env, seed)
+    states, actions = [], []
+    images: dict[str, list[np.ndarray]] = {key: [] for key in spec.camera_keys}
+    success = False
+    for _ in range(env.max_steps):
+        action = np.asarray(expert.act(observation), dtype=np.float32)
+        states.append(observation.state)
+        actions.append(action)
+        for key in spec.camera_keys:
+            images[key].append(observation.images[key])
+        observation, _, success, _ = env.step(action)
+    frames = {
+        "observation.state": np.stack(states).astype(np.float32),  # [T, S]
+        "action": np.stack(actions).astype(np.float32),  # [T, A]
+        **{key: np.stack(views) for key, views in images.items()},  # [T, H, W, 3] uint8
+    }
+    return RecordedEpisode(frames=frames, success=bool(success))
+
+
+def lerobot_features(spec: TaskSpec, image_size: int) -> dict[str, dict]:
+    """LeRobot feature spec of a simulated dataset (default columns are the writer's)."""
+    features = {
+        "observation.state": {
+            "dtype": "float32",
+            "shape": [len(spec.state_names)],
+            "names": list(spec.state_names),
+        },
+        "action": {
+            "dtype": "float32",
+            "shape": [len(spec.action_names)],
+            "names": list(spec.action_names),
+        },
+    }
+    for key in spec.camera_keys:
+        features[key] = {
+            "dtype": "video",
+            "shape": [image_size, image_size, 3],
+            "names": ["height", "width", "channels"],
+        }
+    return features
+
+
+def record_dataset(
+    dataset_name: str,
+    root: str | Path,
+    num_episodes: int,
+    seed: int = 0,
+    *,
+    image_size: int = 96,
+    max_attempts: int | None = None,
+) -> GenerationReport:
+    """Write `num_episodes` successful expert demonstrations of a simulated task to `root`.
+
+    Episodes are tried on `demo_seeds(seed, max_attempts)` in order; failures are dropped and
+    counted. The dataset is written to `<root>.partial` and renamed when complete, so an
+    interrupted run never leaves a half dataset that looks finished.
+    """
+    from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
+
+    spec = task_spec(dataset_name)
+    if num_episodes < 1:
+        raise ValueError(f"{dataset_name}: num_episodes must be >= 1, got {num_episodes}")
+    max_attempts = 2 * num_episodes + 10 if max_attempts is None else max_attempts
+    if max_attempts < num_episodes:
+        raise ValueError(
+            f"{dataset_name}: max_attempts={max_attempts} is below num_episodes={num_episodes}"
+        )
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{dataset_name}: {root} is not empty; choose a new root or delete it first"
+        )
+    partial = root.with_name(root.name + ".partial")
+    if partial.exists():
+        logger.warning("%s: removing the unfinished generation left in %s", dataset_name, partial)
+        shutil.rmtree(partial)
+
+    env = make_env(dataset_name, image_size=image_size)
+    expert = make_expert(dataset_name)
+    report = GenerationReport(
+        dataset=dataset_name, root=str(root), attempts=0, successes=0, seconds=0.0
+    )
+    start = time.perf_counter()
+    progress = tqdm(total=num_episodes, desc=dataset_name, unit="episode")
+    # The writer closes its files on an exception and writes the metadata on a clean exit.
+    with LeRobotV3Writer(
+        partial,
+        repo_id=f"drifting_kedro/{dataset_name}",
+        fps=spec.fps,
+        features=lerobot_features(spec, image_size),
+        robot_type=spec.robot_type,
+    ) as writer:
+        try:
+            for episode_seed in demo_seeds(seed, max_attempts):
+                episode = rollout(env, expert, episode_seed)
+                report.attempts += 1
+                if episode.success:
+                    writer.add_episode(episode.frames, task=spec.instruction)
+                    report.successes += 1
+                    report.seeds.append(episode_seed)
+                    progress.update(1)
+                else:
+                    report.failed_seeds.append(episode_seed)
+                    logger.info("%s: expert failed on seed %d, dropped", dataset_name, episode_seed)
+                progress.set_postfix(success_rate=f"{report.success_rate:.0%}")
+                if report.successes == num_episodes:
+                    break
+        finally:
+            progress.close()
+            env.close()
+        report.seconds = time.perf_counter() - start
+        if report.successes < num_episodes:
+            raise RuntimeError(
+                f"{dataset_name}: only {report.successes}/{num_episodes} successful episodes in "
+                f"{report.attempts} attempts (expert success {report.success_rate:.0%}); raise "
+                "max_attempts or check the simulator version"
+            )
+    meta = {
+        **asdict(report),
+        "root": str(root),
+        "success_rate": report.success_rate,
+        "episodes_per_minute": report.episodes_per_minute,
+        "base_seed": seed,
+        "image_size": image_size,
+        "seed_rule": "demo seeds are even 2*(seed+i); evaluation uses odd eval_seeds",
+        "instruction": spec.instruction,
+        "simulator": spec.extra.get("simulator", ""),
+    }
+    (partial / SEEDS_META).write_text(json.dumps(meta, indent=2))
+    root.mkdir(parents=True, exist_ok=True)
+    root.rmdir()  # the empty placeholder (checked above) gives way to the finished dataset
+    partial.rename(root)
+    logger.info("%s", report)
+    return report
+
+
+def recorded_seeds(root: str | Path) -> list[int]:
+    """Demonstration seeds of a generated dataset, to keep evaluation off them."""
+    path = Path(root) / SEEDS_META
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {root} was not generated by record_dataset")
+    return list(json.loads(path.read_text())["seeds"])

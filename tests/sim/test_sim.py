@@ -1,0 +1,185 @@
+"""Simulated envs, scripted experts and the demonstration recorder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from drifting_kedro.sim import (
+    SIM_TASKS,
+    demo_seeds,
+    eval_seeds,
+    make_env,
+    make_expert,
+    record_dataset,
+    recorded_seeds,
+)
+from drifting_kedro.sim.record import rollout
+
+STATE_WIDTH = {
+    "aloha_sim_transfer_cube": 14,
+    "aloha_sim_insertion": 14,
+    "fetch_pick_and_place": 4,
+    "fetch_push": 4,
+    "fetch_pick_and_place_abs": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def envs():
+    opened = {}
+    yield lambda name: opened.setdefault(name, make_env(name, image_size=32))
+    for env in opened.values():
+        env.close()
+
+
+@pytest.mark.parametrize("name", sorted(STATE_WIDTH))
+def test_wrapper_round_trips_one_step(envs, name):
+    env = envs(name)
+    observation = env.reset(seed=1)
+    action = make_expert(name)
+    action.start(env, 1)
+    observation, reward, success, done = env.step(action.act(observation))
+    (key,) = SIM_TASKS[name].camera_keys
+    assert observation.images[key].shape == (32, 32, 3)
+    assert observation.images[key].dtype == np.uint8
+    assert observation.images[key].std() > 0  # a rendered scene, not a blank buffer
+    assert observation.state.shape == (STATE_WIDTH[name],)
+    assert observation.state.dtype == np.float32
+    assert observation.instruction == SIM_TASKS[name].instruction
+    assert isinstance(reward, float) and not success and not done
+
+
+@pytest.mark.parametrize("name", ["fetch_push", "aloha_sim_insertion"])
+def test_same_seed_same_episode(envs, name):
+    env = envs(name)
+    first = env.reset(seed=3)
+    zero = np.zeros(len(SIM_TASKS[name].action_names), dtype=np.float32)
+    if name.startswith("aloha"):
+        zero = first.state.copy()  # hold the start pose
+    after_first = env.step(zero)[0]
+    second = env.reset(seed=3)
+    after_second = env.step(zero)[0]
+    other = env.reset(seed=5)
+    np.testing.assert_array_equal(first.state, second.state)
+    np.testing.assert_array_equal(after_first.state, after_second.state)
+    for key in first.images:
+        np.testing.assert_array_equal(after_first.images[key], after_second.images[key])
+        assert not np.array_equal(first.images[key], other.images[key])  # objects moved
+
+
+def test_bad_actions_and_names_are_named(envs):
+    env = envs("fetch_push")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"fetch_push: action must have shape \(4,\)"):
+        env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="unknown simulated dataset 'nope'"):
+        make_env("nope")
+
+
+def test_step_limit_is_enforced():
+    env = make_env("fetch_pick_and_place", image_size=16, max_steps=2)
+    env.reset(seed=0)
+    assert not env.step(np.zeros(4))[3]
+    assert env.step(np.zeros(4))[3]
+    with pytest.raises(RuntimeError, match="max_steps=2"):
+        env.step(np.zeros(4))
+    env.close()
+
+
+def test_absolute_action_becomes_clipped_delta(envs):
+    env = envs("fetch_pick_and_place_abs")
+    env.reset(seed=0)
+    grip = env.grip_position
+    delta = env.delta_action(np.array([*(grip + [0.01, -1.0, 0.0]), 0.5]))
+    np.testing.assert_allclose(delta, [0.2, -1.0, 0.0, 0.5], atol=1e-9)
+
+
+def test_demo_and_eval_seeds_are_disjoint():
+    demos = set(demo_seeds(0, 500)) | set(demo_seeds(7, 500))
+    evals = set(eval_seeds(0, 500)) | set(eval_seeds(3, 500))
+    assert len(demo_seeds(4, 10)) == 10 and not demos & evals
+    with pytest.raises(ValueError, match="seed=-1"):
+        demo_seeds(-1, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "seeds"),
+    [
+        ("fetch_pick_and_place", (0, 2, 4)),
+        ("fetch_push", (0, 2)),
+        ("aloha_sim_transfer_cube", (0,)),
+    ],
+)
+def test_expert_succeeds_on_fixed_seeds(envs, name, seeds):
+    env, expert = envs(name), make_expert(name)
+    for seed in seeds:
+        assert rollout(env, expert, seed).success, f"{name} expert failed on seed {seed}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "seeds"),
+    [("aloha_sim_transfer_cube", (2, 4, 6)), ("fetch_pick_and_place_abs", (0, 2, 4))],
+)
+def test_expert_succeeds_on_more_seeds(envs, name, seeds):
+    env, expert = envs(name), make_expert(name)
+    for seed in seeds:
+        assert rollout(env, expert, seed).success, f"{name} expert failed on seed {seed}"
+
+
+def test_expert_replays_identically(envs):
+    env, expert = envs("fetch_push"), make_expert("fetch_push")
+    first, second = rollout(env, expert, 6), rollout(env, expert, 6)
+    for key, value in first.frames.items():
+        np.testing.assert_array_equal(value, second.frames[key])
+
+
+def _check_generated(root, name, num_episodes, length):
+    from drifting_kedro.sources.lerobot_v3 import open_dataset
+
+    dataset = open_dataset(root, dataset=name)
+    assert dataset.num_episodes == num_episodes
+    assert dataset.fps == SIM_TASKS[name].fps
+    assert dataset.camera_keys == list(SIM_TASKS[name].camera_keys)
+    episodes = list(dataset.iter_episodes())
+    for episode in episodes:
+        assert episode.dataset == name
+        assert episode.language == SIM_TASKS[name].instruction
+        assert episode.length == length
+        assert episode.state.shape == (length, STATE_WIDTH[name])
+        assert np.isfinite(episode.action).all()
+        (frames,) = episode.images.values()
+        assert frames.shape[0] == length and frames.dtype == np.uint8
+    return episodes
+
+
+def test_record_dataset_writes_successful_episodes(tmp_path):
+    root = tmp_path / "fetch"
+    report = record_dataset("fetch_pick_and_place", root, num_episodes=2, seed=0, image_size=32)
+    assert report.successes == 2 and report.attempts >= 2
+    assert report.episodes_per_minute > 0
+    episodes = _check_generated(root, "fetch_pick_and_place", 2, 50)
+    assert not np.array_equal(episodes[0].action, episodes[1].action)
+    assert recorded_seeds(root) == report.seeds == [0, 2]
+    meta = json.loads((root / "meta" / "drifting_kedro.json").read_text())
+    assert meta["base_seed"] == 0 and meta["image_size"] == 32
+    assert not (tmp_path / "fetch.partial").exists()
+    with pytest.raises(FileExistsError, match="not empty"):
+        record_dataset("fetch_pick_and_place", root, num_episodes=1)
+
+
+def test_record_dataset_gives_up_after_max_attempts(tmp_path):
+    with pytest.raises(ValueError, match="max_attempts=1 is below num_episodes=2"):
+        record_dataset("fetch_push", tmp_path / "x", num_episodes=2, max_attempts=1)
+
+
+@pytest.mark.slow
+def test_record_aloha_dataset(tmp_path):
+    root = tmp_path / "aloha"
+    report = record_dataset("aloha_sim_transfer_cube", root, num_episodes=1, seed=5)
+    assert report.seeds == [10]
+    (episode,) = _check_generated(root, "aloha_sim_transfer_cube", 1, 400)
+    assert episode.images["observation.images.top"].shape == (400, 96, 96, 3)

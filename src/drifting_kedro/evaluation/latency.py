@@ -1,0 +1,79 @@
+"""Latency of one policy call (backbone + generator), median after warm-up."""
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from drifting_kedro.evaluation.policy import InferencePolicy
+from drifting_kedro.model import DriftingPolicy
+from drifting_kedro.sim.base import Observation
+
+
+def median_latency_ms(
+    call: Callable[[], object], repeats: int, threads: int, warmup: int = 2
+) -> float:
+    """Median wall time of `call` in milliseconds with `threads` torch threads."""
+    if repeats < 1:
+        raise ValueError(f"evaluate.latency.repeats must be >= 1, got {repeats}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        torch.set_num_threads(previous)
+    return statistics.median(times)
+
+
+def compare_latency(
+    policy: InferencePolicy,
+    dataset: str,
+    observation: Observation,
+    baseline_steps: list[int],
+    repeats: int,
+) -> dict[str, float]:
+    """One policy call, drifting (1 step) beside a diffusion head at each K, 1 and all threads.
+
+    The baselines share the policy's backbone and network size; latency does not depend on the
+    weights, so an untrained diffusion head of the same configuration times K-step generation.
+    Returns `<generator>/threads<n>` in ms and `<baseline>_vs_drifting/threads<n>` ratios.
+    """
+    variants = {"drifting_1step": policy}
+    for steps in baseline_steps:
+        config = replace(
+            policy.model.config, head="diffusion", noise_dim=policy.model.config.action_dim
+        )
+        variants[f"diffusion_{steps}step"] = InferencePolicy(
+            DriftingPolicy(config),
+            policy.stats,
+            policy.backbone,
+            policy.image_size,
+            steps,
+            policy.device,
+        )
+    results = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        for name, variant in variants.items():
+            results[f"{name}/threads{threads}"] = median_latency_ms(
+                lambda v=variant: v.predict_chunk(
+                    dataset, observation.images, observation.instruction, observation.state
+                ),
+                repeats,
+                threads,
+            )
+        base = results[f"drifting_1step/threads{threads}"]
+        for name in variants:
+            if name != "drifting_1step":
+                results[f"{name}_vs_drifting/threads{threads}"] = (
+                    results[f"{name}/threads{threads}"] / base
+                )
+    return results

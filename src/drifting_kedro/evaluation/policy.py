@@ -1,0 +1,125 @@
+"""The inference policy: observation → backbone → one generator pass → native action chunk.
+
+The same object serves closed-loop rollouts and the latency benchmark, so what is timed is what
+acts. Statistics come from the data (the normalization stage) and are inverted here, after the
+model; the model only ever sees normalized tensors.
+"""
+
+import numpy as np
+import torch
+
+from drifting_kedro.action_space import (
+    action_mask,
+    embodiment_id,
+    from_unified,
+    normalize_quaternions,
+    state_mask,
+    state_to_unified,
+)
+from drifting_kedro.features.backbone import Backbone
+from drifting_kedro.features.frames import resize_square
+from drifting_kedro.model import DriftingPolicy, PolicyConfig, make_head
+from drifting_kedro.normalization import DatasetStats, DimStats, denormalize, normalize
+
+
+class InferencePolicy:
+    """Predicts native action chunks `[T, A]` for one observation of a registered dataset."""
+
+    def __init__(
+        self,
+        model: DriftingPolicy,
+        stats: DatasetStats,
+        backbone: Backbone,
+        image_size: int,
+        num_steps: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.head = make_head(model.config) if model.config.head != "drifting" else None
+        if self.head is None and num_steps != 1:
+            raise ValueError(f"the drifting head acts in one step; got num_steps={num_steps}")
+        self.stats, self.backbone = stats, backbone.eval().to(device)
+        self.image_size, self.num_steps, self.device = image_size, num_steps, torch.device(device)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: dict,
+        stats: DatasetStats,
+        backbone: Backbone,
+        image_size: int,
+        use_ema: bool = True,
+        num_steps: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> "InferencePolicy":
+        return cls(
+            load_policy_model(checkpoint, use_ema), stats, backbone, image_size, num_steps, device
+        )
+
+    @property
+    def horizon(self) -> int:
+        return self.model.config.action_horizon
+
+    def conditioning(
+        self, dataset: str, images: dict[str, np.ndarray], instruction: str, state: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """The model's inputs for one observation, prepared exactly as for training."""
+        views = np.stack(
+            [resize_square(images[key][None], self.image_size)[0] for key in sorted(images)]
+        )  # [V, S, S, 3], cameras sorted as in ingest
+        pixels = (
+            torch.from_numpy(views).permute(0, 3, 1, 2)[None].to(self.device)
+        )  # [1, V, 3, S, S]
+        encoded = self.backbone.encode(pixels, [instruction])
+        unified_state = normalize(
+            state_to_unified(np.asarray(state, np.float32), dataset), self.stats[dataset], "state"
+        )
+
+        def tensor(value, dtype=torch.float32):
+            return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)[None]
+
+        return {
+            # Features are stored in fp16; round the same way so inputs match training's.
+            "vlm_tokens": encoded.tokens.half().float(),
+            "vlm_mask": encoded.mask,
+            "token_camera": encoded.token_camera,
+            "pooled": encoded.pooled.half().float(),
+            "embodiment_id": tensor(embodiment_id(dataset), torch.long),
+            "state": tensor(unified_state),
+            "state_mask": tensor(state_mask(dataset)),
+            "action_mask": tensor(action_mask(dataset)),
+            "cfg_alpha": torch.ones(1, device=self.device),
+        }
+
+    @torch.no_grad()
+    def predict_chunk(
+        self,
+        dataset: str,
+        images: dict[str, np.ndarray],
+        instruction: str,
+        state: np.ndarray,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """Native action chunk [T, A]: denormalized, quaternions unit-norm, inside the data range."""
+        cond = self.conditioning(dataset, images, instruction, state)
+        if self.head is None:
+            unified = self.model.generate(cond, 1, generator)[:, 0]  # [1, T, 128]
+        else:
+            unified = self.head.sample(self.model, cond, self.num_steps, generator)
+        unified = denormalize(unified[0].float().cpu().numpy(), self.stats[dataset], "action")
+        unified = clip_to_data_range(unified, self.stats[dataset].action)
+        return from_unified(normalize_quaternions(unified, dataset), dataset)
+
+
+def load_policy_model(checkpoint: dict, use_ema: bool = True) -> DriftingPolicy:
+    """The trained generator of a checkpoint: its EMA weights by default, as the authors act."""
+    model = DriftingPolicy(PolicyConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["ema" if use_ema else "model"])
+    return model.eval()
+
+
+def clip_to_data_range(unified: np.ndarray, stats: DimStats) -> np.ndarray:
+    """Clamp each active dim (grippers included) to the range seen in the demonstrations."""
+    mask = np.asarray(stats.mask, bool)
+    clipped = np.clip(unified, np.asarray(stats.min), np.asarray(stats.max))
+    return np.where(mask, clipped, unified)

@@ -1,0 +1,125 @@
+"""Closed-loop rollouts of an inference policy in the simulator its data came from."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from drifting_kedro.evaluation.policy import InferencePolicy
+from drifting_kedro.sim.base import Observation
+from drifting_kedro.sim.registry import make_env
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    reward: float
+    length: int
+    frames: list[np.ndarray] = field(default_factory=list)  # camera frames when recorded
+
+
+class ChunkExecutor:
+    """One native action per control step from chunk predictions.
+
+    Without ensembling, a chunk is predicted every `replan_every` steps and executed open loop.
+    With temporal ensembling (ACT), a chunk is predicted every step and the action for step t is
+    the average of every prediction made for t, weighted exp(-decay * age index), oldest first.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[Observation], np.ndarray],
+        horizon: int,
+        replan_every: int,
+        temporal_ensemble: bool,
+        decay: float = 0.01,
+    ) -> None:
+        if not 1 <= replan_every <= horizon:
+            raise ValueError(
+                f"evaluate.closed_loop.replan_every must be in [1, horizon={horizon}], "
+                f"got {replan_every}"
+            )
+        self.predict, self.horizon, self.replan_every = predict, horizon, replan_every
+        self.temporal_ensemble, self.decay = temporal_ensemble, decay
+        self.plans: list[tuple[int, np.ndarray]] = []  # (start step, chunk [T, A])
+
+    def act(self, step: int, observation: Observation) -> np.ndarray:
+        if self.temporal_ensemble:
+            self.plans = [(s, c) for s, c in self.plans if step - s < self.horizon]
+            self.plans.append((step, self.predict(observation)))
+            actions = np.stack([chunk[step - start] for start, chunk in self.plans])
+            weights = np.exp(-self.decay * np.arange(len(actions)))
+            return (weights[:, None] * actions).sum(0) / weights.sum()
+        if step % self.replan_every == 0 or not self.plans:
+            self.plans = [(step, self.predict(observation))]
+        start, chunk = self.plans[0]
+        return chunk[step - start]
+
+
+def run_episode(
+    policy: InferencePolicy,
+    dataset: str,
+    seed: int,
+    image_size: int,
+    replan_every: int,
+    temporal_ensemble: bool,
+    record: bool,
+) -> EpisodeResult:
+    """One seeded episode until success or the task's step limit."""
+    env = make_env(dataset, image_size=image_size)
+    try:
+        observation = env.reset(seed)
+        executor = ChunkExecutor(
+            lambda obs: policy.predict_chunk(dataset, obs.images, obs.instruction, obs.state),
+            policy.horizon,
+            replan_every,
+            temporal_ensemble,
+        )
+        result = EpisodeResult(seed=seed, success=False, reward=0.0, length=0)
+        done = False
+        while not done:
+            if record:
+                result.frames.append(
+                    np.concatenate(
+                        [observation.images[key] for key in sorted(observation.images)], axis=1
+                    )
+                )
+            observation, reward, success, done = env.step(executor.act(result.length, observation))
+            result.reward += float(reward)
+            result.length += 1
+            result.success = result.success or bool(success)
+        return result
+    finally:
+        env.close()
+
+
+def evaluate_closed_loop(
+    policy: InferencePolicy,
+    dataset: str,
+    seeds: list[int],
+    image_size: int,
+    replan_every: int,
+    temporal_ensemble: bool,
+    videos: int,
+) -> tuple[dict[str, float], list[EpisodeResult]]:
+    """Success rate, mean reward and episode length over seeded episodes; the first `videos`
+    episodes keep their frames."""
+    results = [
+        run_episode(
+            policy, dataset, seed, image_size, replan_every, temporal_ensemble, record=i < videos
+        )
+        for i, seed in enumerate(tqdm(seeds, desc=f"rollouts {dataset}", unit="episode"))
+    ]
+    metrics = {
+        "success_rate": float(np.mean([r.success for r in results])),
+        "mean_reward": float(np.mean([r.reward for r in results])),
+        "mean_length": float(np.mean([r.length for r in results])),
+        "episodes": float(len(results)),
+    }
+    logger.info("closed loop %s: %s", dataset, metrics)
+    return metrics, results

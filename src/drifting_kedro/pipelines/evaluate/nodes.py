@@ -1,0 +1,157 @@
+"""Nodes of the evaluate stage: offline metrics, closed-loop rollouts, latency, the summary."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from drifting_kedro.evaluation import plots
+from drifting_kedro.evaluation.latency import compare_latency
+from drifting_kedro.evaluation.offline import offline_metrics
+from drifting_kedro.evaluation.policy import InferencePolicy, load_policy_model
+from drifting_kedro.evaluation.rollouts import evaluate_closed_loop
+from drifting_kedro.features.backbone import build_backbone
+from drifting_kedro.normalization import DatasetStats
+from drifting_kedro.sim.record import eval_seeds
+from drifting_kedro.sim.registry import make_env, task_spec
+from drifting_kedro.sources.video import encode_episode_video, pick_video_codec
+from drifting_kedro.training.data import PolicySamples
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_offline(
+    policy_checkpoint: dict,
+    norm_stats: dict,
+    unified_actions: pd.DataFrame,
+    vlm_features: dict[str, str],
+    evaluate_options: dict,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Masked MSE, MMD², GMM entropy and λ_V on the held-out episodes.
+
+    Returns:
+        Metrics keyed `<dataset>/<metric>` and the per-dim MSE table.
+    """
+    held_out = unified_actions[unified_actions["split"] == "val"]
+    if held_out.empty:
+        raise ValueError("no held-out episodes for offline metrics: raise ingest.val_fraction")
+    model = load_policy_model(policy_checkpoint, evaluate_options["use_ema"])
+    samples = PolicySamples(
+        held_out, DatasetStats.from_dict(norm_stats), vlm_features, model.config.action_horizon
+    )
+    options = evaluate_options["offline"]
+    return offline_metrics(model, samples, options["generations"], options["max_samples"])
+
+
+def evaluate_in_simulation(
+    policy_checkpoint: dict,
+    norm_stats: dict,
+    ingest_options: dict,
+    features_options: dict,
+    evaluate_options: dict,
+) -> tuple[dict[str, dict[str, float]], dict[str, bytes]]:
+    """Success rate over seeded episodes (disjoint from the demonstrations) per simulated source.
+
+    Returns:
+        Metrics per dataset and the first episodes' videos (mp4 bytes by file name).
+    """
+    policy = _inference_policy(
+        policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
+    )
+    options = evaluate_options["closed_loop"]
+    results, videos = {}, {}
+    codec = pick_video_codec("libx264")
+    for source in _simulated_sources(ingest_options):
+        seeds = eval_seeds(source["seed"], options["episodes"])
+        results[source["name"]], episodes = evaluate_closed_loop(
+            policy,
+            source["name"],
+            seeds,
+            source.get("image_size", 96),
+            options["replan_every"],
+            options["temporal_ensemble"],
+            options["videos"],
+        )
+        fps = task_spec(source["name"]).fps
+        for episode in episodes[: options["videos"]]:
+            outcome = "success" if episode.success else "failure"
+            videos[f"{source['name']}_seed{episode.seed}_{outcome}.mp4"] = encode_episode_video(
+                np.stack(episode.frames), fps, codec
+            )
+    return results, videos
+
+
+def measure_latency(
+    policy_checkpoint: dict,
+    norm_stats: dict,
+    ingest_options: dict,
+    features_options: dict,
+    evaluate_options: dict,
+) -> dict[str, float]:
+    """Median latency of one policy call, drifting vs K-step diffusion, 1 and all threads."""
+    policy = _inference_policy(
+        policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
+    )
+    source = _simulated_sources(ingest_options)[0]
+    env = make_env(source["name"], image_size=source.get("image_size", 96))
+    try:
+        observation = env.reset(eval_seeds(source["seed"], 1)[0])
+    finally:
+        env.close()
+    options = evaluate_options["latency"]
+    return compare_latency(
+        policy, source["name"], observation, options["baseline_steps"], options["repeats"]
+    )
+
+
+def summarize_evaluation(
+    offline: dict[str, float],
+    per_dim_mse: pd.DataFrame,
+    closed_loop: dict[str, dict[str, float]],
+    latency: dict[str, float],
+) -> tuple[dict[str, dict], pd.DataFrame, dict[str, bytes]]:
+    """One place that turns every evaluation result into MLflow metrics, a table and plots.
+
+    Returns:
+        MLflow metrics, the dataset × metric summary table and PNG panels by file name.
+    """
+    per_dataset = dict(offline)
+    for name, values in closed_loop.items():
+        per_dataset.update({f"{name}/{key}": value for key, value in values.items()})
+    rows = [(*key.split("/", 1), value) for key, value in per_dataset.items()]
+    summary = (
+        pd.DataFrame(rows, columns=["dataset", "metric", "value"])
+        .pivot_table(index="dataset", columns="metric", values="value")
+        .reset_index()
+    )
+    figures = {
+        "per_dim_error.png": plots.per_dim_error(per_dim_mse),
+        "success_rate.png": plots.success_rates(closed_loop),
+        "latency.png": plots.latency_bars({k: v for k, v in latency.items() if "_vs_" not in k}),
+    }
+    logger.info("evaluation summary:\n%s", summary.to_string(index=False))
+    metrics = {**per_dataset, **{f"latency_ms/{key}": value for key, value in latency.items()}}
+    return (
+        {key: {"value": float(value), "step": 0} for key, value in metrics.items()},
+        summary,
+        figures,
+    )
+
+
+def _simulated_sources(ingest_options: dict) -> list[dict]:
+    sources = [s for s in ingest_options["sources"] if s["kind"] == "sim"]
+    if not sources:
+        raise ValueError("closed-loop evaluation needs a simulated source in ingest.sources")
+    return sources
+
+
+def _inference_policy(
+    policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
+) -> InferencePolicy:
+    return InferencePolicy.from_checkpoint(
+        policy_checkpoint,
+        DatasetStats.from_dict(norm_stats),
+        build_backbone(features_options["backbone"]),
+        image_size=int(ingest_options["image_size"]),
+        use_ema=evaluate_options["use_ema"],
+    )

@@ -1,0 +1,48 @@
+"""Nodes of the VLM-feature stage: one feature store per (dataset, backbone), via torchrun."""
+
+import logging
+from pathlib import Path
+
+from drifting_kedro.launch import LaunchConfig, run_torchrun
+
+logger = logging.getLogger(__name__)
+
+
+def precompute_features(
+    frames: dict[str, dict], features_options: dict, launch_options: dict
+) -> dict[str, str]:
+    """Encode every frame of every dataset with the configured backbone.
+
+    Ranks take disjoint shards and a killed run resumes where it stopped: the staging files
+    are the cache, keyed by backbone, so an unchanged rerun only re-links them.
+
+    Args:
+        frames: the frame-store manifest from ingest.
+        features_options: `params:features` (backbone, batch_size, staging_dir, options).
+        launch_options: `params:features_launch` (torchrun settings).
+
+    Returns:
+        `dataset -> path` of each completed store, versioned by the catalog on save.
+    """
+    backbone = features_options["backbone"]
+    staging = Path(features_options["staging_dir"])
+    launch = LaunchConfig(**launch_options)
+    stores = {}
+    for name, entry in frames.items():
+        out = staging / f"{name}__{backbone}.h5"
+        run_torchrun(
+            "drifting_kedro.features.precompute",
+            [
+                "--frames",
+                entry["path"],
+                "--out",
+                str(out),
+                "--backbone",
+                backbone,
+                "--batch-size",
+                str(features_options["batch_size"]),
+            ],
+            launch,
+        )
+        stores[name] = str(out)
+    return stores

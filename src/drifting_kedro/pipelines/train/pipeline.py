@@ -1,0 +1,24 @@
+"""Train: the torchrun trainer on precomputed features, tracked in MLflow."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import train_policy
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=train_policy,
+                inputs=[
+                    "unified_actions",
+                    "norm_stats",
+                    "vlm_features",
+                    "params:train",
+                    "params:train_launch",
+                ],
+                outputs="policy_checkpoint",
+                name="train_policy_node",
+            )
+        ]
+    )

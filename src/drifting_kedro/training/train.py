@@ -1,0 +1,409 @@
+"""The torchrun trainer: `torchrun ... -m drifting_kedro.training.train --config C`.
+
+Reads like DiT's train.py: helpers first, then `main`. Rank logic lives here and nowhere else:
+per-rank seeds, rank 0 alone writes checkpoints and logs, losses all-reduced before logging.
+DDP by default, FSDP (fully_shard) as an option; gloo on CPU, nccl on GPU.
+"""
+
+import argparse
+import copy
+import datetime
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from drifting_kedro.drifting import SampleQueue, drifting_loss, sample_cfg_alpha, update_ema
+from drifting_kedro.model import (
+    DiffusionHead,
+    DriftingPolicy,
+    FlowMatchingHead,
+    make_head,
+    policy_config,
+)
+from drifting_kedro.normalization import DatasetStats
+from drifting_kedro.tracking import logger_from_environment
+from drifting_kedro.training.checkpoint import load_checkpoint, save_checkpoint
+from drifting_kedro.training.config import TrainConfig
+from drifting_kedro.training.data import (
+    PolicySamples,
+    StepBatchSampler,
+    collate_samples,
+    sample_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+# The policy's conditioning inputs, as named by DriftingPolicy.forward and the collate function.
+CONDITION_KEYS = (
+    "vlm_tokens",
+    "vlm_mask",
+    "token_camera",
+    "pooled",
+    "embodiment_id",
+    "state",
+    "state_mask",
+    "action_mask",
+)
+
+
+#################################################################################
+#                                Training Helpers                               #
+#################################################################################
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """Join torchrun's process group (or a one-process group when run directly)."""
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if "RANK" in os.environ:
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    else:
+        dist.init_process_group(
+            backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+        )
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return rank, world, torch.device("cuda", local_rank)
+    return rank, world, torch.device("cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup, then cosine decay to `min_ratio`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def step_generator(cfg: TrainConfig, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """Noise and alpha of a step come from (seed, rank, step): a resumed run redraws them."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((cfg.seed * 1_000_003 + rank) * 1_000_003 + step)
+    return generator
+
+
+def conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: batch[key] for key in CONDITION_KEYS}
+
+
+def chunk_mask(batch: dict[str, torch.Tensor], horizon: int) -> torch.Tensor:
+    """The action mask repeated over the chunk, flattened: [B, T*128]."""
+    return batch["action_mask"][:, None, :].expand(-1, horizon, -1).flatten(1)
+
+
+def other_samples(actions: torch.Tensor) -> torch.Tensor:
+    """For each observation, the other observations' chunks: [B, B-1, D] (CFG negatives)."""
+    count = actions.shape[0]
+    keep = ~torch.eye(count, dtype=torch.bool, device=actions.device)
+    return actions[None].expand(count, -1, -1)[keep].view(count, count - 1, -1)
+
+
+def drifting_objective(wrapped, model, batch, cfg: TrainConfig, *, generator, queue):
+    """Conditional drifting loss on G generations per observation (queue / hybrid as options).
+
+    Noise is drawn here and the call goes through the DDP/FSDP wrapper, so gradients sync.
+    """
+    count, horizon = batch["actions"].shape[:2]
+    device = batch["actions"].device
+    alpha = sample_cfg_alpha(
+        count, cfg.cfg_alpha_max, cfg.cfg_power, generator=generator, device=device
+    )
+    noise = model.draw_noise(count * cfg.generations, device, generator)
+    generated = wrapped(noise, **conditioning(batch), cfg_alpha=alpha).view(
+        count, cfg.generations, horizon, -1
+    )  # [B, G, T, 128]
+    x = generated.flatten(2)  # [B, G, D]
+    positives = batch["positives"].flatten(2)  # [B, P, D]
+    uncond = other_samples(batch["actions"].flatten(1)) if cfg.cfg_alpha_max > 1 else None
+    loss, stats = drifting_loss(
+        x,
+        positives,
+        mode=cfg.loss_mode,
+        mask=chunk_mask(batch, horizon),
+        temperatures=cfg.temperatures,
+        y_uncond=uncond,
+        cfg_alpha=alpha if uncond is not None else None,
+        queue=queue,
+        mse_weight=cfg.hybrid_mse_weight,
+    )
+    return loss, stats, generated.mean(dim=1)
+
+
+@torch.no_grad()
+def per_dataset_mse(prediction, batch, names: list[str]) -> dict[str, float]:
+    """Masked MSE of the mean prediction per dataset in this batch (normalized units)."""
+    mask = batch["action_mask"][:, None, :].float()
+    error = ((prediction - batch["actions"]) ** 2 * mask).sum(dim=(1, 2)) / (
+        mask.sum(dim=(1, 2)) * prediction.shape[1]
+    )
+    out = {}
+    for d, name in enumerate(names):
+        selected = batch["dataset_id"] == d
+        if selected.any():
+            out[f"train/mse/{name}"] = float(error[selected].mean())
+    return out
+
+
+def all_reduce_mean(value: float, device: torch.device) -> float:
+    tensor = torch.tensor(value, device=device, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor) / dist.get_world_size()
+
+
+def wrap_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    if cfg.strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:
+            fully_shard(block)
+        return fully_shard(model)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+#################################################################################
+#                                  Training Loop                                #
+#################################################################################
+
+
+@dataclass
+class Trainer:
+    """Everything one rank trains and checkpoints; `wrapped` is the DDP/FSDP view of `model`."""
+
+    cfg: TrainConfig
+    model: DriftingPolicy
+    wrapped: torch.nn.Module
+    ema: DriftingPolicy
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    queue: SampleQueue | None
+    head: DiffusionHead | FlowMatchingHead | None  # None: the one-step drifting head
+    dataset_names: list[str]
+    device: torch.device
+    rank: int
+
+    def train_step(self, batches, step: int) -> dict[str, float]:
+        """One optimizer step over `grad_accum_steps` micro-batches; returns rank-local stats."""
+        cfg = self.cfg
+        self.wrapped.train()
+        generator = step_generator(cfg, self.rank, step, self.device)
+        use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and self.device.type == "cuda")
+        stats: dict[str, float] = {"train/loss": 0.0}
+        for _ in range(cfg.grad_accum_steps):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                if self.head is None:
+                    loss, loss_stats, prediction = drifting_objective(
+                        self.wrapped, self.model, batch, cfg, generator=generator, queue=self.queue
+                    )
+                    stats.update(per_dataset_mse(prediction.float(), batch, self.dataset_names))
+                else:
+                    loss, loss_stats = self.head.loss(
+                        self.wrapped, batch["actions"], conditioning(batch)
+                    )
+            (loss / cfg.grad_accum_steps).backward()
+            stats["train/loss"] += float(loss) / cfg.grad_accum_steps
+            stats.update({f"train/{k}": float(v) for k, v in loss_stats.items() if k != "loss"})
+        stats["train/grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
+        )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        update_ema(self.ema, self.model, cfg.ema_decay)
+        stats["train/lr"] = self.scheduler.get_last_lr()[0]
+        return stats
+
+    def save(self, step: int, path: Path) -> None:
+        """Gather full state on every rank (FSDP needs all ranks); rank 0 writes it atomically."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state, optim_state = get_state_dict(self.wrapped, self.optimizer, options=options)
+        rng_states = [None] * dist.get_world_size()
+        dist.all_gather_object(rng_states, torch.get_rng_state())
+        if self.rank == 0:
+            state = {
+                "model": model_state,
+                "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "queue": self.queue.state_dict() if self.queue is not None else {},
+                "rng": rng_states,  # per rank: the baselines' noise and dropout
+                "step": step,
+                "train_config": asdict(self.cfg),
+                "model_config": asdict(self.model.config),
+                "dataset_names": self.dataset_names,
+            }
+            save_checkpoint(state, path)
+        dist.barrier()
+
+    def load(self, path: Path) -> int:
+        """Restore a checkpoint written by `save`; returns the step to continue from."""
+        state = load_checkpoint(path, map_location=self.device)
+        set_state_dict(
+            self.wrapped,
+            self.optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+        )
+        self.ema.load_state_dict(state["ema"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.queue is not None:
+            self.queue.load_state_dict(state["queue"])
+        if len(state["rng"]) == dist.get_world_size():
+            torch.set_rng_state(state["rng"][self.rank])
+        return int(state["step"])
+
+
+def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device, rank: int):
+    model_config = policy_config(
+        cfg.model_size,
+        action_horizon=cfg.action_horizon,
+        vlm_hidden_size=next(iter(samples.stores.values())).hidden_size,
+        head=cfg.head,
+        cfg_alpha_max=max(cfg.cfg_alpha_max, 1.0),
+        **cfg.model_overrides,
+    )
+    model = DriftingPolicy(model_config).to(device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, cfg.betas)
+    flat_dim = cfg.action_horizon * model_config.action_dim
+    return Trainer(
+        cfg=cfg,
+        model=model,
+        ema=copy.deepcopy(model).requires_grad_(False),
+        wrapped=wrap_model(model, cfg, device),
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
+        ),
+        queue=SampleQueue(cfg.queue_size, flat_dim) if cfg.loss_mode == "queue" else None,
+        head=make_head(model_config) if cfg.head != "drifting" else None,
+        dataset_names=list(samples.dataset_names),
+        device=device,
+        rank=rank,
+    )
+
+
+def main(config_path: Path) -> Path:
+    cfg = TrainConfig.load(config_path)
+    run_dir = Path(cfg.run_dir)
+    rank, world, device = setup_distributed()
+    torch.manual_seed(cfg.seed * world + rank)
+    metric_logger = logger_from_environment(rank)
+    samples = PolicySamples(
+        pd.read_parquet(cfg.table_path),
+        DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text())),
+        cfg.feature_paths,
+        cfg.action_horizon,
+        cfg.neighbor_positives,
+    )
+    trainer = build_trainer(cfg, samples, device, rank)
+    last_path = run_dir / "checkpoints" / "last.pt"
+    start_step = trainer.load(last_path) if last_path.exists() else 0
+    if rank == 0:
+        _truncate_history(run_dir / "metrics.jsonl", start_step)
+        parameters = trainer.model.num_parameters()
+        metric_logger.log_params({"train.model_parameters": parameters, "train.world_size": world})
+        logger.info(
+            "Policy %s (%s head), %.2fM parameters, %d samples of %s, world size %d, from step %d",
+            cfg.model_size, cfg.head, parameters / 1e6, len(samples), samples.dataset_names,
+            world, start_step,
+        )  # fmt: skip
+
+    sampler = StepBatchSampler(
+        sample_weights(samples, cfg.dataset_weights),
+        batch_size=cfg.batch_size,
+        accum_steps=cfg.grad_accum_steps,
+        start_step=start_step,
+        max_steps=cfg.max_steps,
+        seed=cfg.seed,
+        rank=rank,
+    )
+    batches = iter(
+        DataLoader(
+            samples,
+            batch_sampler=sampler,
+            collate_fn=collate_samples,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+        )
+    )
+    progress = tqdm(
+        range(start_step, cfg.max_steps),
+        initial=start_step,
+        total=cfg.max_steps,
+        desc="train",
+        unit="step",
+        disable=rank != 0,
+    )
+    window_start, window_steps = time.perf_counter(), 0
+    for step in progress:
+        stats = trainer.train_step(batches, step)
+        done, window_steps = step + 1, window_steps + 1
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            elapsed = time.perf_counter() - window_start
+            stats["train/loss"] = all_reduce_mean(stats["train/loss"], device)
+            stats["train/samples_per_s"] = (
+                window_steps * cfg.batch_size * cfg.grad_accum_steps * world / elapsed
+            )
+            window_start, window_steps = time.perf_counter(), 0
+            if rank == 0:
+                metric_logger.log_metrics(stats, step=done)
+                _append_history(run_dir / "metrics.jsonl", done, stats)
+                progress.set_postfix(loss=f"{stats['train/loss']:.4f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+            trainer.save(done, last_path)
+        if cfg.stop_after_step is not None and done >= cfg.stop_after_step:
+            break
+    final_path = run_dir / "checkpoints" / "final.pt"
+    if rank == 0 and last_path.exists() and load_checkpoint(last_path)["step"] == cfg.max_steps:
+        shutil.copyfile(last_path, final_path)
+    dist.barrier()
+    dist.destroy_process_group()
+    return final_path
+
+
+def _append_history(path: Path, step: int, metrics: dict[str, float]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps({"step": step, **metrics}) + "\n")
+
+
+def _truncate_history(path: Path, step: int) -> None:
+    """Drop history lines past the resumed step (written by a run killed after its checkpoint)."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="TrainConfig json")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    main(parser.parse_args().config)

@@ -56,9 +56,9 @@ def compare_latency(
             DriftingPolicy(config),
             policy.stats,
             policy.backbone,
-            policy.image_size,
-            steps,
-            policy.device,
+            image_size=policy.image_size,
+            num_steps=steps,
+            device=policy.device,
         )
     results = {}
     for threads in sorted({1, os.cpu_count() or 1}):

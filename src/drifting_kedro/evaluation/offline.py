@@ -7,13 +7,14 @@ import torch
 from drifting_kedro.drifting import compute_drift
 from drifting_kedro.evaluation.metrics import gmm_entropy, masked_mse_per_dim, mmd_rbf
 from drifting_kedro.model import DriftingPolicy
-from drifting_kedro.training.data import PolicySamples, collate_samples
+from drifting_kedro.training.data import PolicySamples, collate_samples, policy_inputs
 
 
 @torch.no_grad()
 def offline_metrics(
     model: DriftingPolicy,
     samples: PolicySamples,
+    *,
     generations: int,
     max_samples: int,
     seed: int = 0,
@@ -32,20 +33,7 @@ def offline_metrics(
     draws, experts, dataset_ids = [], [], []
     for start in range(0, len(chosen), batch_size):
         batch = collate_samples([samples[int(i)] for i in chosen[start : start + batch_size]])
-        cond = {
-            key: batch[key]
-            for key in (
-                "vlm_tokens",
-                "vlm_mask",
-                "token_camera",
-                "pooled",
-                "embodiment_id",
-                "state",
-                "state_mask",
-                "action_mask",
-            )
-        }
-        cond["cfg_alpha"] = torch.ones(len(batch["actions"]))
+        cond = policy_inputs(batch, torch.ones(len(batch["actions"])))
         draws.append(model.generate(cond, generations, generator).numpy())  # [B, G, T, 128]
         experts.append(batch["actions"].numpy())  # [B, T, 128]
         dataset_ids.append(batch["dataset_id"].numpy())

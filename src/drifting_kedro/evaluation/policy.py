@@ -30,6 +30,7 @@ class InferencePolicy:
         model: DriftingPolicy,
         stats: DatasetStats,
         backbone: Backbone,
+        *,
         image_size: int,
         num_steps: int = 1,
         device: str | torch.device = "cpu",
@@ -47,13 +48,15 @@ class InferencePolicy:
         checkpoint: dict,
         stats: DatasetStats,
         backbone: Backbone,
+        *,
         image_size: int,
         use_ema: bool = True,
         num_steps: int = 1,
         device: str | torch.device = "cpu",
     ) -> "InferencePolicy":
+        model = load_policy_model(checkpoint, use_ema)
         return cls(
-            load_policy_model(checkpoint, use_ema), stats, backbone, image_size, num_steps, device
+            model, stats, backbone, image_size=image_size, num_steps=num_steps, device=device
         )
 
     @property
@@ -100,7 +103,7 @@ class InferencePolicy:
         state: np.ndarray,
         generator: torch.Generator | None = None,
     ) -> np.ndarray:
-        """Native action chunk [T, A]: denormalized, quaternions unit-norm, inside the data range."""
+        """Native chunk [T, A]: denormalized, quaternions unit-norm, inside the data's range."""
         cond = self.conditioning(dataset, images, instruction, state)
         if self.head is None:
             unified = self.model.generate(cond, 1, generator)[:, 0]  # [1, T, 128]

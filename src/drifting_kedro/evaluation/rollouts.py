@@ -65,6 +65,7 @@ def run_episode(
     policy: InferencePolicy,
     dataset: str,
     seed: int,
+    *,
     image_size: int,
     replan_every: int,
     temporal_ensemble: bool,
@@ -102,6 +103,7 @@ def evaluate_closed_loop(
     policy: InferencePolicy,
     dataset: str,
     seeds: list[int],
+    *,
     image_size: int,
     replan_every: int,
     temporal_ensemble: bool,
@@ -111,7 +113,13 @@ def evaluate_closed_loop(
     episodes keep their frames."""
     results = [
         run_episode(
-            policy, dataset, seed, image_size, replan_every, temporal_ensemble, record=i < videos
+            policy,
+            dataset,
+            seed,
+            image_size=image_size,
+            replan_every=replan_every,
+            temporal_ensemble=temporal_ensemble,
+            record=i < videos,
         )
         for i, seed in enumerate(tqdm(seeds, desc=f"rollouts {dataset}", unit="episode"))
     ]

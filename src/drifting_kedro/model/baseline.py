@@ -125,11 +125,16 @@ def _betas(schedule: str, n: int) -> torch.Tensor:
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
 
 
+def _config(model: torch.nn.Module) -> PolicyConfig:
+    """The policy's config, also through a DDP/FSDP wrapper (which holds it as `.module`)."""
+    return getattr(model, "module", model).config
+
+
 def _check_head(model: DriftingPolicy, head: str) -> None:
-    if model.config.head != head:
+    if _config(model).head != head:
         raise ValueError(
             f"the {head} head needs a policy built with head={head!r}, got "
-            f"head={model.config.head!r} (build_policy(size, head={head!r}))"
+            f"head={_config(model).head!r} (build_policy(size, head={head!r}))"
         )
 
 
@@ -139,7 +144,8 @@ def _prepare(
     """Validate a training batch; returns the active-dim mask [B, 1, A] in the actions' dtype."""
     _check_head(model, head)
     check_cond(cond)
-    expected = (cond["vlm_tokens"].shape[0], model.config.action_horizon, model.config.action_dim)
+    config = _config(model)
+    expected = (cond["vlm_tokens"].shape[0], config.action_horizon, config.action_dim)
     if tuple(actions.shape) != expected:
         raise ValueError(
             f"{head} loss: actions have shape {tuple(actions.shape)}, expected {expected}"

@@ -110,6 +110,23 @@ def collate_samples(items: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
+def policy_inputs(
+    batch: dict[str, torch.Tensor], cfg_alpha: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The conditioning keywords of `DriftingPolicy.forward` from a collated batch."""
+    keys = (
+        "vlm_tokens",
+        "vlm_mask",
+        "token_camera",
+        "pooled",
+        "embodiment_id",
+        "state",
+        "state_mask",
+        "action_mask",
+    )
+    return {**{key: batch[key] for key in keys}, "cfg_alpha": cfg_alpha}
+
+
 def sample_weights(samples: PolicySamples, dataset_weights: dict[str, float]) -> np.ndarray:
     """Per-sample probabilities: each dataset gets its configured share (default: its size)."""
     sizes = samples.dataset_sizes()

@@ -46,22 +46,11 @@ from drifting_kedro.training.data import (
     PolicySamples,
     StepBatchSampler,
     collate_samples,
+    policy_inputs,
     sample_weights,
 )
 
 logger = logging.getLogger(__name__)
-
-# The policy's conditioning inputs, as named by DriftingPolicy.forward and the collate function.
-CONDITION_KEYS = (
-    "vlm_tokens",
-    "vlm_mask",
-    "token_camera",
-    "pooled",
-    "embodiment_id",
-    "state",
-    "state_mask",
-    "action_mask",
-)
 
 
 #################################################################################
@@ -107,10 +96,6 @@ def step_generator(cfg: TrainConfig, rank: int, step: int, device: torch.device)
     return generator
 
 
-def conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {key: batch[key] for key in CONDITION_KEYS}
-
-
 def chunk_mask(batch: dict[str, torch.Tensor], horizon: int) -> torch.Tensor:
     """The action mask repeated over the chunk, flattened: [B, T*128]."""
     return batch["action_mask"][:, None, :].expand(-1, horizon, -1).flatten(1)
@@ -134,7 +119,7 @@ def drifting_objective(wrapped, model, batch, cfg: TrainConfig, *, generator, qu
         count, cfg.cfg_alpha_max, cfg.cfg_power, generator=generator, device=device
     )
     noise = model.draw_noise(count * cfg.generations, device, generator)
-    generated = wrapped(noise, **conditioning(batch), cfg_alpha=alpha).view(
+    generated = wrapped(noise, **policy_inputs(batch, alpha)).view(
         count, cfg.generations, horizon, -1
     )  # [B, G, T, 128]
     x = generated.flatten(2)  # [B, G, D]
@@ -224,11 +209,12 @@ class Trainer:
                     )
                     stats.update(per_dataset_mse(prediction.float(), batch, self.dataset_names))
                 else:
+                    no_guidance = torch.ones(len(batch["actions"]), device=self.device)
                     loss, loss_stats = self.head.loss(
-                        self.wrapped, batch["actions"], conditioning(batch)
+                        self.wrapped, batch["actions"], policy_inputs(batch, no_guidance)
                     )
             (loss / cfg.grad_accum_steps).backward()
-            stats["train/loss"] += float(loss) / cfg.grad_accum_steps
+            stats["train/loss"] += float(loss.detach()) / cfg.grad_accum_steps
             stats.update({f"train/{k}": float(v) for k, v in loss_stats.items() if k != "loss"})
         stats["train/grad_norm"] = float(
             torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
@@ -246,6 +232,7 @@ class Trainer:
         model_state, optim_state = get_state_dict(self.wrapped, self.optimizer, options=options)
         rng_states = [None] * dist.get_world_size()
         dist.all_gather_object(rng_states, torch.get_rng_state())
+        divergence = self.replica_divergence() if self.cfg.strategy == "ddp" else None
         if self.rank == 0:
             state = {
                 "model": model_state,
@@ -255,12 +242,20 @@ class Trainer:
                 "queue": self.queue.state_dict() if self.queue is not None else {},
                 "rng": rng_states,  # per rank: the baselines' noise and dropout
                 "step": step,
+                "replica_divergence": divergence,
                 "train_config": asdict(self.cfg),
                 "model_config": asdict(self.model.config),
                 "dataset_names": self.dataset_names,
             }
             save_checkpoint(state, path)
         dist.barrier()
+
+    def replica_divergence(self) -> float:
+        """Largest difference of a parameter checksum between DDP ranks (0 when in sync)."""
+        checksum = torch.stack([p.detach().double().abs().sum() for p in self.model.parameters()])
+        gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, checksum)
+        return max(float((other - gathered[0]).abs().max()) for other in gathered)
 
     def load(self, path: Path) -> int:
         """Restore a checkpoint written by `save`; returns the step to continue from."""
@@ -311,9 +306,17 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
 
 
 def main(config_path: Path) -> Path:
+    """Train to `max_steps` (resuming from `<run_dir>/checkpoints/last.pt` if it exists)."""
     cfg = TrainConfig.load(config_path)
-    run_dir = Path(cfg.run_dir)
     rank, world, device = setup_distributed()
+    try:
+        return train(cfg, rank, world, device)
+    finally:
+        dist.destroy_process_group()
+
+
+def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path:
+    run_dir = Path(cfg.run_dir)
     torch.manual_seed(cfg.seed * world + rank)
     metric_logger = logger_from_environment(rank)
     samples = PolicySamples(
@@ -385,7 +388,6 @@ def main(config_path: Path) -> Path:
     if rank == 0 and last_path.exists() and load_checkpoint(last_path)["step"] == cfg.max_steps:
         shutil.copyfile(last_path, final_path)
     dist.barrier()
-    dist.destroy_process_group()
     return final_path
 
 

@@ -40,7 +40,9 @@ def evaluate_offline(
         held_out, DatasetStats.from_dict(norm_stats), vlm_features, model.config.action_horizon
     )
     options = evaluate_options["offline"]
-    return offline_metrics(model, samples, options["generations"], options["max_samples"])
+    return offline_metrics(
+        model, samples, generations=options["generations"], max_samples=options["max_samples"]
+    )
 
 
 def evaluate_in_simulation(
@@ -67,10 +69,10 @@ def evaluate_in_simulation(
             policy,
             source["name"],
             seeds,
-            source.get("image_size", 96),
-            options["replan_every"],
-            options["temporal_ensemble"],
-            options["videos"],
+            image_size=source.get("image_size", 96),
+            replan_every=options["replan_every"],
+            temporal_ensemble=options["temporal_ensemble"],
+            videos=options["videos"],
         )
         fps = task_spec(source["name"]).fps
         for episode in episodes[: options["videos"]]:

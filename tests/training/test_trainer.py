@@ -1,0 +1,115 @@
+"""The torchrun trainer on a small real-format training set: checkpoints, resume, DDP, learning."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_set import DATASET, history, write_training_set
+
+from drifting_kedro.training.config import TrainConfig
+from drifting_kedro.training.train import main
+
+TRAIN_MODULE = "drifting_kedro.training.train"
+CURVE_KEYS = ("train/loss", "train/drift/lambda_v", f"train/mse/{DATASET}", "train/grad_norm")
+
+
+def trainer_process(config: Path, *torchrun: str) -> list[str]:
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", *torchrun] if torchrun else [sys.executable]
+    )
+    return [*launcher, "-m", TRAIN_MODULE, "--config", str(config)]
+
+
+def test_final_checkpoint_loads_weights_only(train_config):
+    final = main(train_config())
+    state = torch.load(final, weights_only=True)
+    assert state["step"] == 12
+    assert set(state) >= {"model", "ema", "optimizer", "scheduler", "rng", "model_config"}
+    assert state["train_config"]["head"] == "drifting"
+
+
+@pytest.mark.parametrize("head", ["diffusion", "flow"])
+def test_comparison_heads_train_through_the_same_trainer(train_config, head):
+    overrides = {"hidden_size": 32, "depth": 2, "num_heads": 2}  # noise_dim = action_dim
+    config = train_config(head=head, max_steps=4, model_overrides=overrides)
+    state = torch.load(main(config), weights_only=True)
+    assert state["model_config"]["head"] == head
+    assert state["model_config"]["noise_dim"] == 128
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_onto_the_uninterrupted_curve(train_config, tmp_path):
+    fields = {"max_steps": 24, "checkpoint_every": 8, "batch_size": 8}
+    reference = train_config(run_dir=str(tmp_path / "reference"), **fields)
+    subprocess.run(trainer_process(reference), check=True, capture_output=True)
+
+    killed = train_config(run_dir=str(tmp_path / "killed"), **fields)
+    process = subprocess.Popen(
+        trainer_process(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = killed.parent / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 12:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    subprocess.run(trainer_process(killed), check=True, capture_output=True)
+
+    expected, resumed = history(reference.parent), history(killed.parent)
+    assert [row["step"] for row in resumed] == list(range(1, 25))
+    for want, got in zip(expected, resumed, strict=True):
+        for key in CURVE_KEYS:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), (
+                got["step"],
+                key,
+            )
+
+
+@pytest.mark.slow
+def test_two_process_ddp_keeps_replicas_identical(train_config):
+    config = train_config(max_steps=8)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        trainer_process(config, "--standalone", "--nproc-per-node=2"),
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    state = torch.load(config.parent / "checkpoints" / "final.pt", weights_only=True)
+    assert state["step"] == 8
+    assert state["replica_divergence"] == 0.0
+
+
+@pytest.mark.slow
+def test_tiny_policy_overfits_a_handful_of_observations(tmp_path):
+    paths = write_training_set(tmp_path, episodes=1, length=4)
+    config = TrainConfig(
+        run_dir=str(tmp_path / "run"),
+        table_path=paths["table"],
+        stats_path=paths["stats"],
+        feature_paths={DATASET: paths["features"]},
+        action_horizon=4,
+        batch_size=4,
+        generations=8,
+        max_steps=300,
+        warmup_steps=10,
+        lr=2e-3,
+        log_every=10,
+        checkpoint_every=300,
+        ema_decay=0.0,
+        model_overrides={"hidden_size": 64, "depth": 2, "num_heads": 2, "noise_dim": 8},
+    )
+    Path(config.run_dir).mkdir()
+    config.save(Path(config.run_dir) / "config.json")
+    main(Path(config.run_dir) / "config.json")
+    curve = history(Path(config.run_dir))
+    first, last = curve[0][f"train/mse/{DATASET}"], curve[-1][f"train/mse/{DATASET}"]
+    assert last < 0.05 * first, (first, last)

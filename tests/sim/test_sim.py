@@ -122,12 +122,30 @@ def test_expert_succeeds_on_fixed_seeds(envs, name, seeds):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "seeds"),
-    [("aloha_sim_transfer_cube", (2, 4, 6)), ("fetch_pick_and_place_abs", (0, 2, 4))],
+    [
+        ("aloha_sim_transfer_cube", (2, 4, 6)),
+        ("aloha_sim_insertion", (2, 4, 6)),
+        ("fetch_pick_and_place_abs", (0, 2, 4)),
+    ],
 )
 def test_expert_succeeds_on_more_seeds(envs, name, seeds):
     env, expert = envs(name), make_expert(name)
     for seed in seeds:
         assert rollout(env, expert, seed).success, f"{name} expert failed on seed {seed}"
+
+
+def test_insertion_expert_keeps_the_peg_on_the_pin(envs):
+    """Seed 0 only grazed the pin with ACT's stopping point; the pressed peg must stay on it."""
+    env, expert = envs("aloha_sim_insertion"), make_expert("aloha_sim_insertion")
+    observation = env.reset(0)
+    expert.start(env, 0)
+    rewards, success = [], False
+    for _ in range(env.max_steps):
+        observation, reward, success, _ = env.step(expert.act(observation))
+        rewards.append(reward)
+    pin_touched = np.array(rewards[-40:]) == 4  # gym-aloha's insertion reward: 4 = peg on pin
+    assert success, f"insertion expert failed on seed 0 (last rewards {rewards[-5:]})"
+    assert pin_touched.mean() >= 0.9, f"peg on the pin in {pin_touched.sum()}/40 final steps"
 
 
 def test_expert_replays_identically(envs):

@@ -114,20 +114,29 @@ def transfer_cube_waypoints(
 def insertion_waypoints(
     left: np.ndarray, right: np.ndarray, objects: np.ndarray
 ) -> tuple[list[Waypoint], list[Waypoint]]:
-    """ACT's insertion plan: right picks the peg, left picks the socket, they meet mid-air."""
+    """ACT's insertion plan: right picks the peg, left picks the socket, they meet mid-air.
+
+    ACT stops each gripper 5 cm from the meet point, where the peg's tip exactly touches the
+    pin's (no press). In joint-space replay under MuJoCo 3 the grasped objects then creep in
+    the fingers until the tips rest at zero distance and the pin contact comes and goes (2/20
+    seeds touched it at the last step). Stopping 7.5 mm deeper per side keeps the peg pressed
+    on the pin (measured: 20/20 seeds anywhere from 4.75 to 3.75 cm; at 3 cm the peg's
+    fingers hit the socket's mouth and the peg slides back off the pin).
+    """
     peg, socket = objects[:3], objects[7:10]
     right_quat = _quat_mul(right[3:], _axis_quat((0.0, 1.0, 0.0), -60.0))
     left_quat = _quat_mul(right[3:], _axis_quat((0.0, 1.0, 0.0), 60.0))
     meet = np.array([0.0, 0.5, 0.15])
     lift_right = 0.00715
+    inserted = 0.0425  # gripper to meet point along x once inserted (ACT: 0.05)
     left_plan = [
         Waypoint(0, left[:3], left[3:], 0.0),
         Waypoint(120, socket + [0, 0, 0.08], left_quat, 1.0),  # approach the socket
         Waypoint(170, socket + [0, 0, -0.03], left_quat, 1.0),  # go down
         Waypoint(220, socket + [0, 0, -0.03], left_quat, 0.0),  # close gripper
         Waypoint(285, meet + [-0.1, 0, 0], left_quat, 0.0),  # approach meet position
-        Waypoint(340, meet + [-0.05, 0, 0], left_quat, 0.0),  # insertion
-        Waypoint(400, meet + [-0.05, 0, 0], left_quat, 0.0),  # stay
+        Waypoint(340, meet + [-inserted, 0, 0], left_quat, 0.0),  # insert and press
+        Waypoint(400, meet + [-inserted, 0, 0], left_quat, 0.0),  # stay
     ]
     right_plan = [
         Waypoint(0, right[:3], right[3:], 0.0),
@@ -135,8 +144,8 @@ def insertion_waypoints(
         Waypoint(170, peg + [0, 0, -0.03], right_quat, 1.0),  # go down
         Waypoint(220, peg + [0, 0, -0.03], right_quat, 0.0),  # close gripper
         Waypoint(285, meet + [0.1, 0, lift_right], right_quat, 0.0),  # approach meet position
-        Waypoint(340, meet + [0.05, 0, lift_right], right_quat, 0.0),  # insertion
-        Waypoint(400, meet + [0.05, 0, lift_right], right_quat, 0.0),  # stay
+        Waypoint(340, meet + [inserted, 0, lift_right], right_quat, 0.0),  # insert, press
+        Waypoint(400, meet + [inserted, 0, lift_right], right_quat, 0.0),  # stay
     ]
     return left_plan, right_plan
 

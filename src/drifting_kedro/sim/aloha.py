@@ -23,19 +23,6 @@ from drifting_kedro.sim.base import CheapRenderer, Observation, SimEnv, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-ALOHA_JOINT_NAMES = tuple(
-    f"{side}_{joint}"
-    for side in ("left", "right")
-    for joint in (
-        "waist",
-        "shoulder",
-        "elbow",
-        "forearm_roll",
-        "wrist_angle",
-        "wrist_rotate",
-        "gripper",
-    )
-)
 ALOHA_TASKS = ("transfer_cube", "insertion")
 # MuJoCo 3.x softens gym-aloha's mocap welds (solimp .25 .25) so much that the gripper lags
 # and the grasped cube slips; a stiff impedance makes the weld track the mocap (measured: the

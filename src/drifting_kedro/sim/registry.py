@@ -1,70 +1,38 @@
-"""The simulated datasets by registry name, and `make_env` to open any of them."""
+"""The simulated datasets by registry name, and `make_env` to open any of them.
 
-from drifting_kedro.sim.aloha import ALOHA_JOINT_NAMES, AlohaSimEnv
+Names, instructions, native layouts, cameras and fps come from the dataset registry
+(`drifting_kedro.action_space`); this module adds only what the simulators need.
+"""
+
+from drifting_kedro.action_space import get_spec
+from drifting_kedro.sim.aloha import AlohaSimEnv
 from drifting_kedro.sim.base import SimEnv, TaskSpec
 from drifting_kedro.sim.fetch import FetchSimEnv
 
-FETCH_STATE_NAMES = ("grip_x", "grip_y", "grip_z", "gripper_opening")
-PICK_AND_PLACE = "Pick up the block and place it at the red target."
+
+def _task(name: str, max_steps: int, robot_type: str, **extra: str) -> TaskSpec:
+    dataset = get_spec(name)
+    return TaskSpec(
+        name=name,
+        instruction=dataset.instruction or "",
+        fps=int(dataset.fps),
+        max_steps=max_steps,
+        camera_keys=dataset.cameras,
+        action_names=dataset.action_names,
+        state_names=dataset.state_names,
+        robot_type=robot_type,
+        extra={"simulator": dataset.source_id, **extra},
+    )
+
 
 SIM_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec(
-            name="aloha_sim_transfer_cube",
-            instruction="Pick up the cube with the right arm and transfer it to the left arm.",
-            fps=50,
-            max_steps=400,
-            camera_keys=("observation.images.top",),
-            action_names=ALOHA_JOINT_NAMES,
-            state_names=ALOHA_JOINT_NAMES,
-            robot_type="aloha",
-            extra={"simulator": "gym_aloha/AlohaTransferCube-v0", "task": "transfer_cube"},
-        ),
-        TaskSpec(
-            name="aloha_sim_insertion",
-            instruction="Insert the peg into the socket.",
-            fps=50,
-            max_steps=400,
-            camera_keys=("observation.images.top",),
-            action_names=ALOHA_JOINT_NAMES,
-            state_names=ALOHA_JOINT_NAMES,
-            robot_type="aloha",
-            extra={"simulator": "gym_aloha/AlohaInsertion-v0", "task": "insertion"},
-        ),
-        TaskSpec(
-            name="fetch_pick_and_place",
-            instruction=PICK_AND_PLACE,
-            fps=25,
-            max_steps=50,
-            camera_keys=("observation.images.front",),
-            action_names=("dx", "dy", "dz", "gripper"),
-            state_names=FETCH_STATE_NAMES,
-            robot_type="fetch",
-            extra={"simulator": "FetchPickAndPlace-v4"},
-        ),
-        TaskSpec(
-            name="fetch_push",
-            instruction="Push the block to the red target.",
-            fps=25,
-            max_steps=50,
-            camera_keys=("observation.images.front",),
-            action_names=("dx", "dy", "dz", "gripper"),
-            state_names=FETCH_STATE_NAMES,
-            robot_type="fetch",
-            extra={"simulator": "FetchPush-v4"},
-        ),
-        TaskSpec(
-            name="fetch_pick_and_place_abs",
-            instruction=PICK_AND_PLACE,
-            fps=25,
-            max_steps=50,
-            camera_keys=("observation.images.front",),
-            action_names=("target_x", "target_y", "target_z", "gripper"),
-            state_names=FETCH_STATE_NAMES,
-            robot_type="fetch",
-            extra={"simulator": "FetchPickAndPlace-v4", "absolute": "true"},
-        ),
+        _task("aloha_sim_transfer_cube", 400, "aloha", task="transfer_cube"),
+        _task("aloha_sim_insertion", 400, "aloha", task="insertion"),
+        _task("fetch_pick_and_place", 50, "fetch"),
+        _task("fetch_push", 50, "fetch"),
+        _task("fetch_pick_and_place_abs", 50, "fetch", absolute="true"),
     )
 }
 

@@ -40,7 +40,7 @@ def test_drifting_generator_beats_mse_on_checkerboard():
     for objective in ("drift", "mse"):
         model = _train_2d(objective)
         with torch.no_grad():
-            pts = model(torch.randn(2048, 16, generator=gen))
+            pts = model(torch.randn(2048, model.noise_dim, generator=gen))
         scores[objective] = toys.energy_distance(pts, fresh)
     assert scores["drift"] < 0.05 and scores["drift"] * 20 < scores["mse"], scores
 

@@ -37,6 +37,10 @@ def ingest_sources(
     """
     if not sources:
         raise ValueError("ingest.sources is empty: configure at least one dataset")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"ingest.on_error must be 'raise' or 'skip', got {on_error!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"ingest.val_fraction must be in [0, 1), got {val_fraction}")
     frames_dir.mkdir(parents=True, exist_ok=True)
     tables, manifest = [], {}
     for source in sources:

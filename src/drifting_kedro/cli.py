@@ -1,0 +1,58 @@
+"""Project CLI: Kedro's own `kedro run`, with errors a user can act on shown as one message.
+
+A wrong parameter, a missing dataset root, a backbone that cannot load offline or a CUDA-only
+option on a CPU machine raise ValueError / FileNotFoundError / KeyError with a message naming
+the parameter or path and what to do; those are printed alone, without the traceback (set
+DRIFTING_KEDRO_TRACEBACK=1 to see it). Anything else propagates unchanged.
+"""
+
+import functools
+import os
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def user_error(error: BaseException | None) -> BaseException | None:
+    """The first error in the cause chain that changing the input or configuration fixes."""
+    while error is not None:
+        if isinstance(error, USER_ERRORS):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _message(error: BaseException) -> str:
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return f"{text}\n(full traceback: DRIFTING_KEDRO_TRACEBACK=1 kedro run ...)"
+
+
+def _with_user_errors(command: click.Command) -> click.Command:
+    @functools.wraps(command.callback)
+    def callback(*args, **kwargs):
+        try:
+            return command.callback(*args, **kwargs)
+        except Exception as error:
+            found = user_error(error)
+            if found is None or os.environ.get("DRIFTING_KEDRO_TRACEBACK"):
+                raise
+            raise click.ClickException(_message(found)) from None
+
+    return click.Command(
+        name=command.name,
+        params=command.params,
+        callback=callback,
+        help=command.help,
+        context_settings=command.context_settings,
+    )
+
+
+@click.group(name="drifting-kedro")
+def cli() -> None:
+    """drifting-kedro project commands."""
+
+
+run = _with_user_errors(kedro_run)
+cli.add_command(run, "run")

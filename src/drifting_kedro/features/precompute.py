@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.batch_size,
             rank=rank,
             world_size=world_size,
-            device=args.device,
+            # "cuda" means this rank's own GPU under torchrun.
+            device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            if args.device == "cuda"
+            else args.device,
             backbone_options=dict(args.option),
             source_version=args.source_version,
             progress=not args.no_progress,

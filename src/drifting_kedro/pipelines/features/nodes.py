@@ -1,5 +1,6 @@
 """Nodes of the VLM-feature stage: one feature store per (dataset, backbone), via torchrun."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def precompute_features(
 
     Args:
         frames: the frame-store manifest from ingest.
-        features_options: `params:features` (backbone, batch_size, staging_dir, options).
+        features_options: `params:features` (backbone, backbone_options such as model_path,
+            device, batch_size, staging_dir).
         launch_options: `params:features_launch` (torchrun settings).
 
     Returns:
@@ -28,21 +30,23 @@ def precompute_features(
     staging = Path(features_options["staging_dir"])
     launch = LaunchConfig(**launch_options)
     stores = {}
+    options = [
+        f"--option={key}={json.dumps(value)}"
+        for key, value in features_options.get("backbone_options", {}).items()
+    ]
     for name, entry in frames.items():
         out = staging / f"{name}__{backbone}.h5"
         run_torchrun(
             "drifting_kedro.features.precompute",
             [
-                "--frames",
-                entry["path"],
-                "--out",
-                str(out),
-                "--backbone",
-                backbone,
-                "--batch-size",
-                str(features_options["batch_size"]),
+                "--frames", entry["path"],
+                "--out", str(out),
+                "--backbone", backbone,
+                "--batch-size", str(features_options["batch_size"]),
+                "--device", features_options.get("device", "cpu"),
+                *options,
             ],
             launch,
-        )
+        )  # fmt: skip
         stores[name] = str(out)
     return stores

@@ -1,13 +1,43 @@
 """Offline metrics on held-out episodes: masked MSE per dataset and dim, MMD, multimodality, λ_V."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
 
-from drifting_kedro.drifting import compute_drift
+from drifting_kedro.action_space import get_spec
+from drifting_kedro.drifting import drift_field
 from drifting_kedro.evaluation.metrics import gmm_entropy, masked_mse_per_dim, mmd_rbf
 from drifting_kedro.model import DriftingPolicy
 from drifting_kedro.training.data import PolicySamples, collate_samples, policy_inputs
+
+
+@dataclass
+class OfflineDraws:
+    """What the offline metrics compared for one dataset, on its active dims (normalized units).
+
+    Kept for the evaluation panels, which show the same draws the metrics scored.
+    """
+
+    dims: np.ndarray  # [A] unified dim of each active column
+    dim_names: list[str]  # [A] native action name of each active column
+    draws: np.ndarray  # [n, G, T, A] generated chunks
+    experts: np.ndarray  # [n, T, A] expert chunks
+    drift: np.ndarray  # [n, G, T, A] raw drifting field s·V at each draw, in the draws' units
+
+    def __post_init__(self) -> None:
+        n, g, t, a = self.draws.shape
+        if self.experts.shape != (n, t, a) or self.drift.shape != (n, g, t, a):
+            raise ValueError(
+                f"OfflineDraws: draws {self.draws.shape} need experts {(n, t, a)} and drift "
+                f"{self.draws.shape}, got {self.experts.shape} and {self.drift.shape}"
+            )
+        if len(self.dims) != a or len(self.dim_names) != a:
+            raise ValueError(
+                f"OfflineDraws: {a} active dims but {len(self.dims)} dims and "
+                f"{len(self.dim_names)} names"
+            )
 
 
 @torch.no_grad()
@@ -19,12 +49,16 @@ def offline_metrics(
     max_samples: int,
     seed: int = 0,
     batch_size: int = 32,
-) -> tuple[dict[str, float], pd.DataFrame]:
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, OfflineDraws]]:
     """Draw G chunks per held-out observation and compare them with the expert's chunk.
 
+    The drifting field is computed per observation as in training (its G draws against its
+    expert chunk, the draws as negatives), raw (no drift normalization) so it shrinks as the
+    policy converges; λ_V is its mean squared norm.
+
     Returns:
-        Metrics keyed `<dataset>/<metric>` (normalized units) and a per-dim MSE table
-        (dataset, dim, mse) for the error plots.
+        Metrics keyed `<dataset>/<metric>` (normalized units), a per-dim MSE table
+        (dataset, dim, name, mse) for the error plots, and the draws per dataset for the panels.
     """
     model.eval()
     rng = np.random.default_rng(seed)
@@ -39,24 +73,33 @@ def offline_metrics(
         dataset_ids.append(batch["dataset_id"].numpy())
     draws, experts, dataset_ids = map(np.concatenate, (draws, experts, dataset_ids))
 
-    metrics, per_dim = {}, []
+    metrics, per_dim, kept = {}, [], {}
     for d, name in enumerate(samples.dataset_names):
         selected = dataset_ids == d
         if not selected.any():
             continue
         mask = samples.action_masks[d].numpy().astype(bool)
+        dims = np.flatnonzero(mask)
+        spec = get_spec(name)
+        names_by_dim = dict(zip(spec.action_indices, spec.action_names, strict=True))
+        dim_names = [names_by_dim[int(i)] for i in dims]
         mse = masked_mse_per_dim(draws[selected].mean(axis=1), experts[selected], mask)
         per_dim.append(
-            pd.DataFrame({"dataset": name, "dim": np.flatnonzero(mask), "mse": mse[mask]})
+            pd.DataFrame({"dataset": name, "dim": dims, "name": dim_names, "mse": mse[mask]})
         )
         active_draws = draws[selected][..., mask]  # [n, G, T, A]
         active_experts = experts[selected][..., mask]  # [n, T, A]
         flat_draws = active_draws[:, 0].reshape(len(active_draws), -1)
-        field, stats = compute_drift(
-            torch.from_numpy(active_draws.reshape(*active_draws.shape[:2], -1)),
-            torch.from_numpy(active_experts.reshape(len(active_experts), 1, -1)),
+        field = drift_field(
+            torch.from_numpy(active_draws.reshape(*active_draws.shape[:2], -1)),  # [n, G, T*A]
+            torch.from_numpy(active_experts.reshape(len(active_experts), 1, -1)),  # [n, 1, T*A]
+            None,
+            normalize_drift=False,
         )
-        del field
+        stats = field.stats
+        # V is in units of draws / s: s·V moves a draw in the draws' own (normalized) units.
+        drift = (field.scale[:, None, None] * field.v).numpy().reshape(active_draws.shape)
+        kept[name] = OfflineDraws(dims, dim_names, active_draws, active_experts, drift)
         metrics.update(
             {
                 f"{name}/mse": float(np.nanmean(mse[mask])),
@@ -74,4 +117,4 @@ def offline_metrics(
                 f"{name}/lambda_v": float(stats["lambda_v"]),
             }
         )
-    return metrics, pd.concat(per_dim, ignore_index=True)
+    return metrics, pd.concat(per_dim, ignore_index=True), kept

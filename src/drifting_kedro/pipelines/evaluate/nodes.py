@@ -7,7 +7,7 @@ import pandas as pd
 
 from drifting_kedro.evaluation import plots
 from drifting_kedro.evaluation.latency import compare_latency
-from drifting_kedro.evaluation.offline import offline_metrics
+from drifting_kedro.evaluation.offline import OfflineDraws, offline_metrics
 from drifting_kedro.evaluation.policy import InferencePolicy, load_policy_model
 from drifting_kedro.evaluation.rollouts import evaluate_closed_loop
 from drifting_kedro.features.backbone import build_backbone
@@ -26,11 +26,11 @@ def evaluate_offline(
     unified_actions: pd.DataFrame,
     vlm_features: dict[str, str],
     evaluate_options: dict,
-) -> tuple[dict[str, float], pd.DataFrame]:
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, OfflineDraws]]:
     """Masked MSE, MMD², GMM entropy and λ_V on the held-out episodes.
 
     Returns:
-        Metrics keyed `<dataset>/<metric>` and the per-dim MSE table.
+        Metrics keyed `<dataset>/<metric>`, the per-dim MSE table and the draws per dataset.
     """
     held_out = unified_actions[unified_actions["split"] == "val"]
     if held_out.empty:
@@ -109,13 +109,15 @@ def measure_latency(
 def summarize_evaluation(
     offline: dict[str, float],
     per_dim_mse: pd.DataFrame,
+    offline_draws: dict[str, OfflineDraws],
     closed_loop: dict[str, dict[str, float]],
     latency: dict[str, float],
 ) -> tuple[dict[str, dict], pd.DataFrame, dict[str, bytes]]:
     """One place that turns every evaluation result into MLflow metrics, a table and plots.
 
     Returns:
-        MLflow metrics, the dataset × metric summary table and PNG panels by file name.
+        MLflow metrics, the dataset × metric summary table and PNG panels by file name
+        (`<dataset>/<panel>.png` for the offline panels of each dataset).
     """
     per_dataset = dict(offline)
     for name, values in closed_loop.items():
@@ -127,10 +129,14 @@ def summarize_evaluation(
         .reset_index()
     )
     figures = {
-        "per_dim_error.png": plots.per_dim_error(per_dim_mse),
+        "per_dim_error_radar.png": plots.per_dim_error_radar(per_dim_mse),
         "success_rate.png": plots.success_rates(closed_loop),
         "latency.png": plots.latency_bars({k: v for k, v in latency.items() if "_vs_" not in k}),
     }
+    for name, kept in offline_draws.items():
+        figures.update(
+            plots.dataset_panels(name, kept.draws, kept.experts, kept.drift, kept.dim_names)
+        )
     logger.info("evaluation summary:\n%s", summary.to_string(index=False))
     metrics = {**per_dataset, **{f"latency_ms/{key}": value for key, value in latency.items()}}
     return (

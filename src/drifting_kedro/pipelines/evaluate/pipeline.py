@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "vlm_features",
                     "params:evaluate",
                 ],
-                outputs=["offline_metrics", "per_dim_mse"],
+                outputs=["offline_metrics", "per_dim_mse", "offline_draws"],
                 name="evaluate_offline_node",
             ),
             Node(
@@ -42,7 +42,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=summarize_evaluation,
-                inputs=["offline_metrics", "per_dim_mse", "closed_loop_metrics", "latency_metrics"],
+                inputs=[
+                    "offline_metrics",
+                    "per_dim_mse",
+                    "offline_draws",
+                    "closed_loop_metrics",
+                    "latency_metrics",
+                ],
                 outputs=["evaluation_metrics", "evaluation_summary", "evaluation_plots"],
                 name="summarize_evaluation_node",
             ),

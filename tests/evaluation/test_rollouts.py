@@ -1,0 +1,51 @@
+"""ChunkExecutor: open-loop chunks between re-plans, and ACT temporal ensembling."""
+
+import math
+
+import numpy as np
+import pytest
+
+from drifting_kedro.evaluation.rollouts import ChunkExecutor
+
+
+class CountingPredictor:
+    """Chunk number c holds 10·c + j at step j of the chunk (1-D actions), so every action
+    tells which prediction and which chunk step it came from."""
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon, self.calls = horizon, []
+
+    def __call__(self, observation) -> np.ndarray:
+        c = len(self.calls)
+        self.calls.append(observation)
+        return (10.0 * c + np.arange(self.horizon, dtype=float))[:, None]  # [T, 1]
+
+
+def test_replanning_every_k_steps_executes_each_chunk_open_loop():
+    predict = CountingPredictor(horizon=5)
+    executor = ChunkExecutor(predict, horizon=5, replan_every=3, temporal_ensemble=False)
+    actions = [executor.act(step, f"obs{step}")[0] for step in range(8)]
+    assert predict.calls == ["obs0", "obs3", "obs6"]  # a new chunk only every 3 steps
+    assert actions == [0, 1, 2, 10, 11, 12, 20, 21]
+
+
+def test_temporal_ensembling_averages_every_prediction_for_a_step_with_exp_weights():
+    decay = 0.5
+    predict = CountingPredictor(horizon=3)
+    executor = ChunkExecutor(
+        predict, horizon=3, replan_every=1, temporal_ensemble=True, decay=decay
+    )
+    actions = [executor.act(step, None)[0] for step in range(4)]
+    assert len(predict.calls) == 4  # a chunk every step
+    w0, w1, w2 = 1.0, math.exp(-decay), math.exp(-2 * decay)  # oldest prediction first
+    assert actions[0] == pytest.approx(0.0)
+    assert actions[1] == pytest.approx((w0 * 1 + w1 * 10) / (w0 + w1))
+    # step 2: chunk 0 at its step 2, chunk 1 at step 1, chunk 2 at step 0
+    assert actions[2] == pytest.approx((w0 * 2 + w1 * 11 + w2 * 20) / (w0 + w1 + w2))
+    # step 3: chunk 0 has run out (horizon 3); chunks 1, 2, 3 remain
+    assert actions[3] == pytest.approx((w0 * 12 + w1 * 21 + w2 * 30) / (w0 + w1 + w2))
+
+
+def test_replan_period_outside_the_horizon_is_rejected():
+    with pytest.raises(ValueError, match="replan_every"):
+        ChunkExecutor(CountingPredictor(4), horizon=4, replan_every=5, temporal_ensemble=False)

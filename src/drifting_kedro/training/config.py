@@ -4,6 +4,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from drifting_kedro.features.backbone import available_backbones
+
 LOSS_MODES = ("conditional", "queue", "hybrid")
 HEADS = ("drifting", "diffusion", "flow")
 STRATEGIES = ("ddp", "fsdp")
@@ -16,7 +18,7 @@ class TrainConfig:
     run_dir: str
     table_path: str  # parquet of unified, per-frame actions/states (train split)
     stats_path: str  # normalization statistics json
-    feature_paths: dict[str, str]  # dataset -> feature store (HDF5)
+    feature_paths: dict[str, str]  # dataset -> feature store (HDF5); unused when online
     model_size: str = "tiny"
     model_overrides: dict = field(default_factory=dict)  # PolicyConfig fields
     head: str = "drifting"  # drifting (1 step) | diffusion | flow (multi-step baselines)
@@ -47,6 +49,16 @@ class TrainConfig:
     seed: int = 0
     bf16: str = "auto"  # auto = bf16 autocast on CUDA only
     stop_after_step: int | None = None  # stop (as if killed) after this step; for resume tests
+    # Online VLM (003 §2.3): the backbone encodes frames inside the step, LoRA staged in at
+    # lora_start_step on the q/v projections of its last lora_layers language-model layers.
+    online_backbone: str = ""  # a build_backbone name; "" = precomputed features (default)
+    online_backbone_options: dict = field(default_factory=dict)  # build_backbone keywords
+    frame_paths: dict[str, str] = field(default_factory=dict)  # dataset -> frame store (online)
+    lora_start_step: int = 5000  # frozen VLM before: random generator gradients would corrupt it
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_layers: int = 4
+    lora_lr_ratio: float = 0.1  # LoRA lr = lr * ratio, on the same warmup-cosine schedule
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -77,7 +89,31 @@ class TrainConfig:
                 f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}",
             ),
             (self.bf16 in ("auto", "on", "off"), f"train.bf16={self.bf16!r} not in auto/on/off"),
-            (bool(self.feature_paths), "train needs at least one feature store (vlm_features)"),
+            (
+                bool(self.feature_paths) or bool(self.online_backbone),
+                "train needs feature stores (vlm_features), or online_backbone with frame_paths",
+            ),
+            (
+                not self.online_backbone or self.online_backbone in available_backbones(),
+                f"train.online_backbone={self.online_backbone!r} is not one of "
+                f"{available_backbones()} (empty for precomputed features)",
+            ),
+            (
+                bool(self.frame_paths) or not self.online_backbone,
+                f"train.online_backbone={self.online_backbone!r} needs train.frame_paths "
+                "(dataset -> frame store of ingest)",
+            ),
+            (
+                self.lora_start_step >= 0,
+                f"train.lora_start_step must be >= 0, got {self.lora_start_step}",
+            ),
+            (self.lora_rank >= 1, f"train.lora_rank must be >= 1, got {self.lora_rank}"),
+            (self.lora_alpha > 0, f"train.lora_alpha must be > 0, got {self.lora_alpha}"),
+            (self.lora_layers >= 1, f"train.lora_layers must be >= 1, got {self.lora_layers}"),
+            (
+                self.lora_lr_ratio > 0,
+                f"train.lora_lr_ratio must be > 0, got {self.lora_lr_ratio}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -2,8 +2,10 @@
 
 A sample is a frame t of an episode: the VLM features of frame t (from the feature store), the
 unified state at t, and the unified action chunk t..t+T-1 (repeating the last action past the
-episode's end). Batches are drawn per step from seeds derived from (seed, rank, step), so a
-resumed run draws exactly the batches the uninterrupted run would have drawn.
+episode's end). Online-VLM training reads frame t's images and instruction from the frame store
+instead, and the step encodes them. Batches are drawn per step from seeds derived from
+(seed, rank, step), so a resumed run draws exactly the batches the uninterrupted run would have
+drawn.
 """
 
 from collections.abc import Iterator
@@ -14,8 +16,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from drifting_kedro.action_space import action_mask, embodiment_id, state_mask
+from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.features.store import FeatureStore, collate_features
 from drifting_kedro.normalization import NormStats, normalize
+from drifting_kedro.training.online import frame_rows
 
 
 class PolicySamples(Dataset):
@@ -28,16 +32,23 @@ class PolicySamples(Dataset):
         feature_paths: dict[str, str],
         horizon: int,
         neighbor_positives: int = 0,
+        *,
+        frame_paths: dict[str, str] | None = None,
     ) -> None:
+        """With `frame_paths` (online VLM), samples carry images and instruction, not features."""
         self.horizon = horizon
         self.neighbor_offsets = np.arange(-neighbor_positives, neighbor_positives + 1)
         self.dataset_names = sorted(table["dataset"].unique())
-        missing = [name for name in self.dataset_names if name not in feature_paths]
+        self.online = frame_paths is not None
+        paths, kind = (frame_paths, "frame") if self.online else (feature_paths, "feature")
+        missing = [name for name in self.dataset_names if name not in paths]
         if missing:
-            raise ValueError(f"no feature store for datasets {missing}; run the features stage")
-        self.stores = {name: FeatureStore(feature_paths[name]) for name in self.dataset_names}
+            stage = "ingest" if self.online else "the features stage"
+            raise ValueError(f"no {kind} store for datasets {missing}; run {stage}")
+        store_class = FrameStore if self.online else FeatureStore
+        self.stores = {name: store_class(paths[name]) for name in self.dataset_names}
         self.actions, self.states, self.episode_start, self.episode_end = [], [], [], []
-        self.feature_rows, sample_dataset, sample_row = [], [], []
+        self.store_rows, sample_dataset, sample_row = [], [], []
         for d, name in enumerate(self.dataset_names):
             part = table[table["dataset"] == name].sort_values(["episode_index", "frame_index"])
             self.actions.append(
@@ -49,10 +60,10 @@ class PolicySamples(Dataset):
             ends = np.searchsorted(episode, episode, side="right") - 1
             self.episode_start.append(starts)
             self.episode_end.append(ends)
-            self.feature_rows.append(
-                self.stores[name].indices_for(
-                    part["episode_index"].to_numpy(), part["frame_index"].to_numpy()
-                )
+            keys = part["episode_index"].to_numpy(), part["frame_index"].to_numpy()
+            store = self.stores[name]
+            self.store_rows.append(
+                frame_rows(store, *keys) if self.online else store.indices_for(*keys)
             )
             sample_dataset.append(np.full(len(part), d))
             sample_row.append(np.arange(len(part)))
@@ -75,14 +86,21 @@ class PolicySamples(Dataset):
         steps = np.minimum(row + np.arange(self.horizon), self.episode_end[d][row])
         return self.actions[d][steps]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict:
         d, row = int(self.sample_dataset[i]), int(self.sample_row[i])
-        name = self.dataset_names[d]
+        store, store_row = self.stores[self.dataset_names[d]], int(self.store_rows[d][row])
         neighbors = np.clip(
             row + self.neighbor_offsets, self.episode_start[d][row], self.episode_end[d][row]
         )
+        if self.online:  # images [V, 3, S, S] uint8, encoded in the training step
+            observation = {
+                "images": store.images(store_row),
+                "instruction": store.instruction(store_row),
+            }
+        else:
+            observation = {"features": store[store_row]}
         return {
-            "features": self.stores[name][int(self.feature_rows[d][row])],
+            **observation,
             "state": torch.from_numpy(self.states[d][row].astype(np.float32)),
             "state_mask": self.state_masks[d],
             "action_mask": self.action_masks[d],
@@ -95,12 +113,20 @@ class PolicySamples(Dataset):
         }
 
 
-def collate_samples(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack a batch; VLM tokens are padded to the longest sample with a key mask."""
-    features = collate_features([item["features"] for item in items])
+def collate_samples(items: list[dict]) -> dict:
+    """Stack a batch; VLM tokens are padded to the longest sample with a key mask.
+
+    Online-VLM batches keep images and instructions as lists: datasets differ in cameras.
+    """
+    observation = ("features", "images", "instruction")
     batch = {
-        key: torch.stack([item[key] for item in items]) for key in items[0] if key != "features"
+        key: torch.stack([item[key] for item in items])
+        for key in items[0]
+        if key not in observation
     }
+    if "images" in items[0]:
+        return {**batch, **{key: [item[key] for item in items] for key in observation[1:]}}
+    features = collate_features([item["features"] for item in items])
     return {
         **batch,
         "vlm_tokens": features["tokens"],

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from drifting_kedro.training.data import (
     policy_inputs,
     sample_weights,
 )
+from drifting_kedro.training.online import OnlineVLM, build_online_vlm
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,7 @@ class Trainer:
     dataset_names: list[str]
     device: torch.device
     rank: int
+    online: OnlineVLM | None = None  # the VLM encoding each batch (online mode), else None
 
     def train_step(self, batches, step: int) -> dict[str, float]:
         """One optimizer step over `grad_accum_steps` micro-batches; returns rank-local stats."""
@@ -201,7 +204,12 @@ class Trainer:
         use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and self.device.type == "cuda")
         stats: dict[str, float] = {"train/loss": 0.0}
         for _ in range(cfg.grad_accum_steps):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
+            batch = {
+                k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in next(batches).items()
+            }
+            if self.online is not None:
+                batch = self.online.encode(batch, step)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 if self.head is None:
                     loss, loss_stats, prediction = drifting_objective(
@@ -222,6 +230,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.online is not None:
+            stats.update(self.online.optimizer_step(step))
         update_ema(self.ema, self.model, cfg.ema_decay)
         stats["train/lr"] = self.scheduler.get_last_lr()[0]
         return stats
@@ -232,7 +242,13 @@ class Trainer:
         model_state, optim_state = get_state_dict(self.wrapped, self.optimizer, options=options)
         rng_states = [None] * dist.get_world_size()
         dist.all_gather_object(rng_states, torch.get_rng_state())
-        divergence = self.replica_divergence() if self.cfg.strategy == "ddp" else None
+        divergence = (
+            self.replica_divergence(self.model.parameters()) if self.cfg.strategy == "ddp" else None
+        )
+        online = None
+        if self.online is not None:  # adapters are replicated under DDP and FSDP alike
+            online = self.online.state_dict()
+            online["replica_divergence"] = self.replica_divergence(self.online.lora)
         if self.rank == 0:
             state = {
                 "model": model_state,
@@ -246,13 +262,14 @@ class Trainer:
                 "train_config": asdict(self.cfg),
                 "model_config": asdict(self.model.config),
                 "dataset_names": self.dataset_names,
+                **({"online_vlm": online} if online is not None else {}),
             }
             save_checkpoint(state, path)
         dist.barrier()
 
-    def replica_divergence(self) -> float:
-        """Largest difference of a parameter checksum between DDP ranks (0 when in sync)."""
-        checksum = torch.stack([p.detach().double().abs().sum() for p in self.model.parameters()])
+    def replica_divergence(self, parameters: Iterable[torch.Tensor]) -> float:
+        """Largest difference of a parameter checksum between replicated ranks (0 when in sync)."""
+        checksum = torch.stack([p.detach().double().abs().sum() for p in parameters])
         gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, checksum)
         return max(float((other - gathered[0]).abs().max()) for other in gathered)
@@ -270,16 +287,31 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.queue is not None:
             self.queue.load_state_dict(state["queue"])
+        if self.online is not None:
+            if "online_vlm" not in state:
+                raise ValueError(
+                    f"{path} was trained on precomputed features; resume it without "
+                    "train.online_backbone, or start the online run in a new run_dir"
+                )
+            self.online.load_state_dict(state["online_vlm"])
         if len(state["rng"]) == dist.get_world_size():
             torch.set_rng_state(state["rng"][self.rank])
         return int(state["step"])
 
 
 def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device, rank: int):
+    def schedule(step: int) -> float:
+        return warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+
+    online = build_online_vlm(cfg, device, schedule) if cfg.online_backbone else None
     model_config = policy_config(
         cfg.model_size,
         action_horizon=cfg.action_horizon,
-        vlm_hidden_size=next(iter(samples.stores.values())).hidden_size,
+        vlm_hidden_size=(
+            online.backbone.hidden_size
+            if online is not None
+            else next(iter(samples.stores.values())).hidden_size
+        ),
         head=cfg.head,
         cfg_alpha_max=max(cfg.cfg_alpha_max, 1.0),
         **cfg.model_overrides,
@@ -293,15 +325,13 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
         ema=copy.deepcopy(model).requires_grad_(False),
         wrapped=wrap_model(model, cfg, device),
         optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
-        ),
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
         queue=SampleQueue(cfg.queue_size, flat_dim) if cfg.loss_mode == "queue" else None,
         head=make_head(model_config) if cfg.head != "drifting" else None,
         dataset_names=list(samples.dataset_names),
         device=device,
         rank=rank,
+        online=online,
     )
 
 
@@ -325,6 +355,7 @@ def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path
         cfg.feature_paths,
         cfg.action_horizon,
         cfg.neighbor_positives,
+        frame_paths=cfg.frame_paths if cfg.online_backbone else None,
     )
     trainer = build_trainer(cfg, samples, device, rank)
     last_path = run_dir / "checkpoints" / "last.pt"

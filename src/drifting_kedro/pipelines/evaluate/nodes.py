@@ -16,6 +16,7 @@ from drifting_kedro.sim.record import eval_seeds
 from drifting_kedro.sim.registry import make_env, task_spec
 from drifting_kedro.sources.video import encode_episode_video, pick_video_codec
 from drifting_kedro.training.data import PolicySamples
+from drifting_kedro.training.online import backbone_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +157,15 @@ def _simulated_sources(ingest_options: dict) -> list[dict]:
 def _inference_policy(
     policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
 ) -> InferencePolicy:
+    # An online-VLM checkpoint carries its backbone (with the trained LoRA adapters).
+    if "online_vlm" in policy_checkpoint:
+        backbone = backbone_from_checkpoint(policy_checkpoint)
+    else:
+        backbone = build_backbone(features_options["backbone"])
     return InferencePolicy.from_checkpoint(
         policy_checkpoint,
         DatasetStats.from_dict(norm_stats),
-        build_backbone(features_options["backbone"]),
+        backbone,
         image_size=int(ingest_options["image_size"]),
         use_ema=evaluate_options["use_ema"],
     )

@@ -16,9 +16,11 @@ logger = logging.getLogger(__name__)
 
 
 def train_policy(
+    *,
     unified_actions: pd.DataFrame,
     norm_stats: dict,
     vlm_features: dict[str, str],
+    frames: dict[str, dict],
     train_options: dict,
     launch_options: dict,
 ) -> dict:
@@ -28,6 +30,7 @@ def train_policy(
         unified_actions: unified per-frame table (the train split is used).
         norm_stats: per-dataset statistics.
         vlm_features: `dataset -> feature store path`.
+        frames: the frame-store manifest (read by online-VLM mode, `trainer.online_backbone`).
         train_options: `params:train` (runs_dir, resume_from, trainer fields).
         launch_options: `params:train_launch` (torchrun settings).
 
@@ -44,6 +47,7 @@ def train_policy(
         table_path=str(table_path),
         stats_path=str(stats_path),
         feature_paths={name: str(path) for name, path in vlm_features.items()},
+        frame_paths={name: entry["path"] for name, entry in frames.items()},
         **train_options["trainer"],
     )
     config_path = run_dir / "config.json"

@@ -10,13 +10,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=train_policy,
-                inputs=[
-                    "unified_actions",
-                    "norm_stats",
-                    "vlm_features",
-                    "params:train",
-                    "params:train_launch",
-                ],
+                inputs={
+                    "unified_actions": "unified_actions",
+                    "norm_stats": "norm_stats",
+                    "vlm_features": "vlm_features",
+                    "frames": "frames",
+                    "train_options": "params:train",
+                    "launch_options": "params:train_launch",
+                },
                 outputs="policy_checkpoint",
                 name="train_policy_node",
             )

@@ -1,0 +1,246 @@
+"""Write docs/parameters.md from conf/base, conf/smoke and the config dataclasses.
+
+Run from anywhere: `python docs/make_parameters.py`. Defaults come from the YAML files and the
+dataclasses themselves; only the meanings live here, and a parameter without one is an error,
+so a new parameter cannot land without its line. tests/test_docs.py checks the page is current.
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drifting_kedro.launch import LaunchConfig
+from drifting_kedro.sources import SourceConfig
+from drifting_kedro.training.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "parameters.md"
+PIPELINES = ("ingest", "features", "train", "evaluate")
+
+MEANINGS: dict[str, str] = {
+    # parameters_ingest.yml
+    "ingest.sources": "datasets to read, one `SourceConfig` each (fields below)",
+    "ingest.sources[].name": "registry name (`drifting_kedro.action_space.REGISTRY`)",
+    "ingest.sources[].kind": "`sim` \\| `lerobot_v3` \\| `rlbench` \\| `dexgraspnet`",
+    "ingest.sources[].root": "local directory; for `sim`, where the generated dataset is written",
+    "ingest.sources[].repo_id": "hub id (`lerobot_v3` only), used when `root` is empty",
+    "ingest.sources[].max_episodes": "read at most this many episodes (`null`: all)",
+    "ingest.sources[].num_episodes": "`sim` only: successful demonstrations to generate",
+    "ingest.sources[].seed": "`sim` only: first demonstration seed (evaluation uses odd seeds)",
+    "ingest.sources[].image_size": "`sim` only: rendered camera size",
+    "ingest.sources[].options": "adapter keywords: `rlbench` tasks, cameras; "
+    "`dexgraspnet` scenes, robot, camera, max_grasps_per_object",
+    "ingest.frames_dir": "where the per-dataset HDF5 frame stores are written",
+    "ingest.image_size": "every camera is resized to this square size for the backbone",
+    "ingest.on_error": "`raise` \\| `skip`: what a bad episode (NaN, wrong width, no language, "
+    "unreadable LeRobot file) does",
+    "ingest.val_fraction": "last episodes of each dataset held out for offline metrics",
+    "data_videos.episodes": "first episodes per dataset rendered to captioned mp4",
+    "data_videos.width": "video width in pixels",
+    # parameters_features.yml
+    "features.backbone": "`small-real` \\| `qwen3vl` \\| `paligemma2` \\| `qwen3vl-tiny-random` "
+    "\\| `paligemma2-tiny-random`",
+    "features.backbone_options": "keywords for the backbone, e.g. `model_path` of a local "
+    "Qwen3-VL / PaliGemma2 copy",
+    "features.device": "`cpu` or `cuda` (each torchrun rank then uses its own GPU)",
+    "features.batch_size": "frames per backbone forward pass",
+    "features.staging_dir": "resumable per-backbone cache of feature stores; versions link to it",
+    # parameters_train.yml
+    "train.runs_dir": "parent of each training run's working folder `<runs_dir>/<mlflow run id>`",
+    "train.resume_from": "a run folder to continue after a crash (its `checkpoints/last.pt`)",
+    "train.trainer": "keyword arguments of `TrainConfig` (all fields below)",
+    "train.trainer.model_overrides.action_patch": "consecutive actions per generator token",
+    # parameters_evaluate.yml
+    "evaluate.use_ema": "evaluate the EMA weights (else the raw model weights)",
+    "evaluate.offline.generations": "draws per observation for MMD and multimodality",
+    "evaluate.offline.max_samples": "validation observations scored offline",
+    "evaluate.closed_loop.episodes": "seeded episodes per simulated dataset (odd seeds, disjoint "
+    "from the demonstrations)",
+    "evaluate.closed_loop.replan_every": "steps executed from each predicted chunk",
+    "evaluate.closed_loop.temporal_ensemble": "predict every step and average overlapping "
+    "chunks (ACT) instead of replanning",
+    "evaluate.closed_loop.videos": "rollout videos kept per dataset",
+    "evaluate.latency.repeats": "timed calls per generator",
+    "evaluate.latency.baseline_steps": "step counts of the multi-step diffusion baseline timed "
+    "against the 1-step policy",
+    # TrainConfig (train.trainer.*)
+    "train.trainer.run_dir": "set by the train node: the run folder",
+    "train.trainer.table_path": "set by the train node: train-split parquet of unified actions",
+    "train.trainer.stats_path": "set by the train node: normalization statistics json",
+    "train.trainer.feature_paths": "set by the train node: dataset → feature store (HDF5)",
+    "train.trainer.model_size": "`tiny` (CPU) \\| `B` (768×12) \\| `L` (1024×24)",
+    "train.trainer.model_overrides": "any `PolicyConfig` field (`drifting_kedro.model`)",
+    "train.trainer.head": "`drifting` (1 step) \\| `diffusion` \\| `flow` (multi-step baselines)",
+    "train.trainer.action_horizon": "actions per predicted chunk",
+    "train.trainer.batch_size": "observations per rank per micro-batch",
+    "train.trainer.grad_accum_steps": "micro-batches per optimizer step",
+    "train.trainer.max_steps": "optimizer steps",
+    "train.trainer.lr": "AdamW peak learning rate",
+    "train.trainer.weight_decay": "AdamW weight decay",
+    "train.trainer.betas": "AdamW betas",
+    "train.trainer.warmup_steps": "linear warm-up steps before the cosine decay",
+    "train.trainer.min_lr_ratio": "cosine decays to `lr * min_lr_ratio`",
+    "train.trainer.grad_clip": "gradient-norm clip",
+    "train.trainer.ema_decay": "EMA decay of the evaluated weights",
+    "train.trainer.loss_mode": "`conditional` \\| `queue` \\| `hybrid` (see concepts.md)",
+    "train.trainer.generations": "G noise draws per observation (negatives of the field)",
+    "train.trainer.neighbor_positives": "extra positives: chunks starting this many frames "
+    "around t",
+    "train.trainer.temperatures": "field temperatures τ, summed after per-τ normalization",
+    "train.trainer.hybrid_mse_weight": "MSE weight of the `hybrid` loss",
+    "train.trainer.queue_size": "sample-queue length of the `queue` loss",
+    "train.trainer.cfg_alpha_max": "CFG scale α drawn in [1, max]; 1 disables CFG training",
+    "train.trainer.cfg_power": "p(α) ∝ α^-k",
+    "train.trainer.dataset_weights": "dataset → sampling weight (default: by size)",
+    "train.trainer.strategy": "`ddp` \\| `fsdp` (shards the model)",
+    "train.trainer.num_workers": "DataLoader workers per rank",
+    "train.trainer.log_every": "steps between logged metrics (MLflow + `metrics.jsonl`)",
+    "train.trainer.checkpoint_every": "steps between `checkpoints/last.pt` writes",
+    "train.trainer.seed": "seed of noise, CFG α and batch order (per rank)",
+    "train.trainer.bf16": "`auto` (bf16 autocast on CUDA only) \\| `on` \\| `off`",
+    "train.trainer.stop_after_step": "stop as if killed after this step (resume tests)",
+    "train.trainer.online_backbone": "online VLM: a backbone name encoding frames inside the "
+    "step; `''` = precomputed features (see gpu.md)",
+    "train.trainer.online_backbone_options": "online VLM: `build_backbone` keywords "
+    "(e.g. `model_path`)",
+    "train.trainer.frame_paths": "online VLM: dataset → frame store of ingest",
+    "train.trainer.lora_start_step": "online VLM: step at which LoRA training starts "
+    "(frozen VLM before)",
+    "train.trainer.lora_rank": "online VLM: LoRA rank",
+    "train.trainer.lora_alpha": "online VLM: LoRA alpha",
+    "train.trainer.lora_layers": "online VLM: last language-model layers given LoRA (q/v proj)",
+    "train.trainer.lora_lr_ratio": "online VLM: LoRA lr = `lr * lora_lr_ratio`",
+    # LaunchConfig (train_launch.*, features_launch.*)
+    "launch.nproc_per_node": "processes (ranks) per node; GPUs per node on a GPU machine",
+    "launch.nnodes": "nodes; > 1 needs `rdzv_endpoint`",
+    "launch.node_rank": "this node's index in [0, nnodes)",
+    "launch.rdzv_endpoint": "`host:port` of the rendezvous (node 0); empty = `--standalone`",
+    "launch.rdzv_backend": "torchrun rendezvous backend",
+    "launch.rdzv_id": "rendezvous id shared by the nodes of one job",
+    "launch.max_restarts": "torchrun restarts of a failed worker group",
+    "launch.threads_per_process": "`OMP_NUM_THREADS` of each rank",
+}
+
+
+class Text(str):
+    """A table cell shown as is, not as a YAML value."""
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted leaves of a YAML tree; lists of mappings become `key[]` with their own leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        out[prefix] = Text(f"list of {len(tree)}")
+    else:
+        out[prefix] = tree
+    return out
+
+
+def load(env: str, pipeline: str) -> dict[str, Any]:
+    path = ROOT / "conf" / env / f"parameters_{pipeline}.yml"
+    return flatten(yaml.safe_load(path.read_text())) if path.exists() else {}
+
+
+def yaml_keys() -> list[str]:
+    """Every parameter of conf/base, the list-of-sources items as `ingest.sources[].*`."""
+    keys = [key for pipeline in PIPELINES for key in load("base", pipeline)]
+    return keys + [f"ingest.sources[].{f.name}" for f in dataclasses.fields(SourceConfig)]
+
+
+def dataclass_keys() -> list[str]:
+    return [f"train.trainer.{f.name}" for f in dataclasses.fields(TrainConfig)] + [
+        f"launch.{f.name}" for f in dataclasses.fields(LaunchConfig)
+    ]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return Text("required")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "`null`"
+    if isinstance(value, Text):
+        return value
+    return f"`{value!r}`" if value == "" else f"`{value}`"
+
+
+def meaning(key: str) -> str:
+    for launch in ("train_launch.", "features_launch."):
+        key = key.replace(launch, "launch.", 1) if key.startswith(launch) else key
+    if key not in MEANINGS:
+        raise KeyError(f"parameter {key!r} has no meaning in docs/make_parameters.py MEANINGS")
+    return MEANINGS[key]
+
+
+def render() -> str:
+    lines = [
+        "# Parameters reference",
+        "",
+        "<!-- Generated by `python docs/make_parameters.py`; tests/test_docs.py checks it. -->",
+        "",
+        "Every parameter of `conf/base/parameters_*.yml` with its base value, the `smoke` "
+        "override (blank: inherited from base), and what it does. Environments overlay base "
+        "per top-level key: `conf/<env>/parameters_<pipeline>.yml` replaces a whole top-level "
+        "entry such as `train`, so copy the full entry when you override one field. *unset* "
+        "marks a base parameter that the smoke entry leaves out: it takes the code's default "
+        "(the dataclass defaults are listed at the end), not the base value.",
+        "",
+    ]
+    for pipeline in PIPELINES:
+        base, smoke = load("base", pipeline), load("smoke", pipeline)
+        replaced = {key.split(".")[0] for key in smoke}  # top-level entries smoke replaces
+        lines += [
+            f"## parameters_{pipeline}.yml",
+            "",
+            "| parameter | base | smoke | meaning |",
+            "|---|---|---|---|",
+        ]
+        for key, value in base.items():
+            override = ""
+            if key in smoke and smoke[key] != value:
+                override = _cell(smoke[key])
+            elif key not in smoke and key.split(".")[0] in replaced:
+                override = "*unset*"
+            lines.append(f"| `{key}` | {_cell(value)} | {override} | {meaning(key)} |")
+        lines.append("")
+    sections = (
+        (
+            "SourceConfig: each entry of `ingest.sources`",
+            "drifting_kedro.sources.SourceConfig",
+            "ingest.sources[]",
+            SourceConfig,
+        ),
+        (
+            "TrainConfig: `train.trainer`",
+            "drifting_kedro.training.config.TrainConfig",
+            "train.trainer",
+            TrainConfig,
+        ),
+        (
+            "LaunchConfig: `train_launch` and `features_launch`",
+            "drifting_kedro.launch.LaunchConfig",
+            "launch",
+            LaunchConfig,
+        ),
+    )
+    for title, where, prefix, cls in sections:
+        lines += [f"## {title}", "", f"`{where}`.", "", "| field | default | meaning |"]
+        lines.append("|---|---|---|")
+        for f in dataclasses.fields(cls):
+            lines.append(f"| `{f.name}` | {_cell(_default(f))} | {meaning(f'{prefix}.{f.name}')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    OUT.write_text(render())

@@ -133,3 +133,17 @@ def test_ema_update_and_checkpoint():
     torch.testing.assert_close(copy[0].weight, ema[0].weight)
     with pytest.raises(ValueError, match="decay"):
         update_ema(ema, model, decay=1.5)
+
+
+def test_ema_decay_warms_up_from_the_start_and_caps_at_the_configured_decay():
+    from drifting_kedro.drifting import ema_decay_at
+
+    decays = [ema_decay_at(step, 0.999) for step in range(0, 20000, 50)]
+    assert decays[0] == pytest.approx(0.1)
+    assert all(a <= b for a, b in zip(decays, decays[1:], strict=False))
+    assert decays[-1] == 0.999
+    # After 1,500 steps the untrained initial weights keep a negligible share.
+    share = 1.0
+    for step in range(1500):
+        share *= ema_decay_at(step, 0.999)
+    assert share < 1e-3

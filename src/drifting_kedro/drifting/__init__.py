@@ -1,6 +1,6 @@
 """The Drifting objective (DESIGN §7): field, loss modes, CFG guidance, sample queue, EMA."""
 
-from drifting_kedro.drifting.ema import create_ema, requires_grad, update_ema
+from drifting_kedro.drifting.ema import create_ema, ema_decay_at, requires_grad, update_ema
 from drifting_kedro.drifting.field import DriftField, compute_drift, drift_field
 from drifting_kedro.drifting.guidance import cfg_negative_weight, sample_cfg_alpha
 from drifting_kedro.drifting.loss import LOSS_MODES, drifting_loss
@@ -15,6 +15,7 @@ __all__ = [
     "create_ema",
     "drift_field",
     "drifting_loss",
+    "ema_decay_at",
     "requires_grad",
     "sample_cfg_alpha",
     "update_ema",

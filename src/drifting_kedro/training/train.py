@@ -31,7 +31,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from drifting_kedro.drifting import SampleQueue, drifting_loss, sample_cfg_alpha, update_ema
+from drifting_kedro.drifting import (
+    SampleQueue,
+    drifting_loss,
+    ema_decay_at,
+    sample_cfg_alpha,
+    update_ema,
+)
 from drifting_kedro.model import (
     DiffusionHead,
     DriftingPolicy,
@@ -232,7 +238,7 @@ class Trainer:
         self.scheduler.step()
         if self.online is not None:
             stats.update(self.online.optimizer_step(step))
-        update_ema(self.ema, self.model, cfg.ema_decay)
+        update_ema(self.ema, self.model, ema_decay_at(step, cfg.ema_decay))
         stats["train/lr"] = self.scheduler.get_last_lr()[0]
         return stats
 

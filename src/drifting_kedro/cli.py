@@ -1,7 +1,7 @@
 """Project CLI: Kedro's own `kedro run`, with errors a user can act on shown as one message.
 
 A wrong parameter, a missing dataset root, a backbone that cannot load offline or a CUDA-only
-option on a CPU machine raise ValueError / FileNotFoundError / KeyError with a message naming
+option on a CPU machine raise ValueError / FileNotFoundError / KeyError / ImportError naming
 the parameter or path and what to do; those are printed alone, without the traceback (set
 DRIFTING_KEDRO_TRACEBACK=1 to see it). Anything else propagates unchanged.
 """
@@ -12,7 +12,7 @@ import os
 import click
 from kedro.framework.cli.project import run as kedro_run
 
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, ImportError)
 
 
 def user_error(error: BaseException | None) -> BaseException | None:

@@ -27,6 +27,8 @@ _BACKBONE_MODULES: dict[str, str] = {
     "paligemma2-tiny-random": "drifting_kedro.features.hf_vlm",
 }
 BACKBONE_FACTORIES: dict[str, Callable[..., "Backbone"]] = {}
+# name -> check(device=..., **options) that finds the weights without loading them
+BACKBONE_PREFLIGHTS: dict[str, Callable[..., None]] = {}
 
 
 @dataclass
@@ -111,6 +113,33 @@ def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable
         return factory
 
     return decorate
+
+
+def register_preflight(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: register a cheap check that ``name``'s weights and options are usable here."""
+
+    def decorate(check: Callable[..., None]) -> Callable[..., None]:
+        BACKBONE_PREFLIGHTS[name] = check
+        return check
+
+    return decorate
+
+
+def check_backbone(name: str, device: str = "cpu", **options: Any) -> None:
+    """Fail fast, before any process is launched: unknown name, missing weights, CUDA-only
+    options on a CPU machine; each error names the option and what to do."""
+    if name in _BACKBONE_MODULES:
+        importlib.import_module(_BACKBONE_MODULES[name])
+    if name not in BACKBONE_FACTORIES:
+        raise ValueError(
+            f"features.backbone={name!r} is unknown; available: {', '.join(available_backbones())}"
+        )
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"features.device={device!r} but this machine has no CUDA device; use device: cpu"
+        )
+    if name in BACKBONE_PREFLIGHTS:
+        BACKBONE_PREFLIGHTS[name](device=device, **options)
 
 
 def available_backbones() -> list[str]:

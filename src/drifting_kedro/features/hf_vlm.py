@@ -43,6 +43,7 @@ from drifting_kedro.features.backbone import (
     check_encode_inputs,
     file_sha256,
     register_backbone,
+    register_preflight,
     stable_hash,
 )
 from drifting_kedro.features.image_processing import (
@@ -381,6 +382,14 @@ def _qwen_image_config(
     return QwenVLImageConfig(**values)
 
 
+@register_preflight("qwen3vl")
+def _qwen3vl_preflight(
+    device: str = "cpu", model_path: str | None = None, attn_implementation: str = "auto", **_: Any
+) -> None:
+    select_runtime(device, attn_implementation)
+    resolve_model_dir(model_path, QWEN3VL_HUB_ID)
+
+
 @register_backbone("qwen3vl")
 def build_qwen3vl(
     device: str | torch.device = "cpu",
@@ -549,6 +558,14 @@ def _siglip_image_config(model_dir: Path, config: PaliGemmaConfig) -> SiglipImag
         values["image_mean"] = tuple(pre["image_mean"])
         values["image_std"] = tuple(pre["image_std"])
     return SiglipImageConfig(**values)
+
+
+@register_preflight("paligemma2")
+def _paligemma2_preflight(
+    device: str = "cpu", model_path: str | None = None, attn_implementation: str = "auto", **_: Any
+) -> None:
+    select_runtime(device, attn_implementation, fallback="eager")
+    resolve_model_dir(model_path, PALIGEMMA2_HUB_ID)
 
 
 @register_backbone("paligemma2")

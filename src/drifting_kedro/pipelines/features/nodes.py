@@ -4,6 +4,7 @@ import json
 import logging
 from pathlib import Path
 
+from drifting_kedro.features.backbone import check_backbone
 from drifting_kedro.launch import LaunchConfig, run_torchrun
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ def precompute_features(
         `dataset -> path` of each completed store, versioned by the catalog on save.
     """
     backbone = features_options["backbone"]
+    check_backbone(
+        backbone,
+        device=features_options.get("device", "cpu"),
+        **features_options.get("backbone_options", {}),
+    )
     staging = Path(features_options["staging_dir"])
     launch = LaunchConfig(**launch_options)
     stores = {}

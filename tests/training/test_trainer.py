@@ -113,3 +113,23 @@ def test_tiny_policy_overfits_a_handful_of_observations(tmp_path):
     curve = history(Path(config.run_dir))
     first, last = curve[0][f"train/mse/{DATASET}"], curve[-1][f"train/mse/{DATASET}"]
     assert last < 0.05 * first, (first, last)
+
+
+@pytest.mark.slow
+def test_fsdp_trains_like_ddp_and_checkpoints_full_weights(train_config, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    curves = {}
+    for strategy in ("ddp", "fsdp"):
+        config = train_config(run_dir=str(tmp_path / strategy), strategy=strategy, max_steps=6)
+        subprocess.run(
+            trainer_process(config, "--standalone", "--nproc-per-node=2"),
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        curves[strategy] = [row["train/loss"] for row in history(config.parent)]
+        state = torch.load(config.parent / "checkpoints" / "final.pt", weights_only=True)
+        reference = state["model"]["final_layer.linear.weight"]
+        assert reference.shape == state["ema"]["final_layer.linear.weight"].shape
+        assert reference.shape[1] == 32  # full (gathered) weights, not a rank's shard
+    assert curves["fsdp"] == pytest.approx(curves["ddp"], rel=1e-4)

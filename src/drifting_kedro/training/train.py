@@ -24,7 +24,9 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
+    get_model_state_dict,
     get_state_dict,
+    set_model_state_dict,
     set_state_dict,
 )
 from torch.nn.parallel import DistributedDataParallel
@@ -246,6 +248,7 @@ class Trainer:
         """Gather full state on every rank (FSDP needs all ranks); rank 0 writes it atomically."""
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         model_state, optim_state = get_state_dict(self.wrapped, self.optimizer, options=options)
+        ema_state = get_model_state_dict(self.ema, options=options)
         rng_states = [None] * dist.get_world_size()
         dist.all_gather_object(rng_states, torch.get_rng_state())
         divergence = (
@@ -258,7 +261,7 @@ class Trainer:
         if self.rank == 0:
             state = {
                 "model": model_state,
-                "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
+                "ema": ema_state,
                 "optimizer": optim_state,
                 "scheduler": self.scheduler.state_dict(),
                 "queue": self.queue.state_dict() if self.queue is not None else {},
@@ -289,7 +292,7 @@ class Trainer:
             model_state_dict=state["model"],
             optim_state_dict=state["optimizer"],
         )
-        self.ema.load_state_dict(state["ema"])
+        set_model_state_dict(self.ema, state["ema"], options=StateDictOptions(full_state_dict=True))
         self.scheduler.load_state_dict(state["scheduler"])
         if self.queue is not None:
             self.queue.load_state_dict(state["queue"])
@@ -323,13 +326,18 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
         **cfg.model_overrides,
     )
     model = DriftingPolicy(model_config).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    wrapped = wrap_model(model, cfg, device)
+    if cfg.strategy == "fsdp":
+        wrap_model(ema, cfg, device)  # sharded like the model, so EMA updates stay shard-local
+    # After wrapping: FSDP replaces the parameters with sharded ones the optimizer must hold.
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, cfg.betas)
     flat_dim = cfg.action_horizon * model_config.action_dim
     return Trainer(
         cfg=cfg,
         model=model,
-        ema=copy.deepcopy(model).requires_grad_(False),
-        wrapped=wrap_model(model, cfg, device),
+        ema=ema,
+        wrapped=wrapped,
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
         queue=SampleQueue(cfg.queue_size, flat_dim) if cfg.loss_mode == "queue" else None,

@@ -133,3 +133,20 @@ def test_fsdp_trains_like_ddp_and_checkpoints_full_weights(train_config, tmp_pat
         assert reference.shape == state["ema"]["final_layer.linear.weight"].shape
         assert reference.shape[1] == 32  # full (gathered) weights, not a rank's shard
     assert curves["fsdp"] == pytest.approx(curves["ddp"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"loss_mode": "queue", "queue_size": 64},
+        {"loss_mode": "hybrid", "hybrid_mse_weight": 0.5},
+        {"cfg_alpha_max": 4.0, "grad_accum_steps": 2},
+    ],
+)
+def test_loss_options_train_and_checkpoint(train_config, fields):
+    state = torch.load(
+        main(train_config(max_steps=4, checkpoint_every=2, **fields)), weights_only=True
+    )
+    assert state["step"] == 4
+    if fields.get("loss_mode") == "queue":
+        assert state["queue"]  # the queue is saved for resume

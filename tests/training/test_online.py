@@ -31,7 +31,6 @@ from drifting_kedro.training.online import (
     backbone_from_checkpoint,
     build_online_vlm,
     encode_batch,
-    frame_rows,
     lora_state,
 )
 from drifting_kedro.training.train import build_trainer, main, setup_distributed
@@ -232,9 +231,9 @@ def test_encode_batch_groups_views_and_restores_the_batch_order():
 
 def test_frame_rows_names_missing_frames(frame_store):
     store = FrameStore(frame_store)
-    assert frame_rows(store, np.array([1, 0]), np.array([0, 2])).tolist() == [30, 2]
+    assert store.indices_for(np.array([1, 0]), np.array([0, 2])).tolist() == [30, 2]
     with pytest.raises(KeyError, match=rf"{DATASET}.*\(7, 0\)"):
-        frame_rows(store, np.array([0, 7]), np.array([0, 0]))
+        store.indices_for(np.array([0, 7]), np.array([0, 0]))
 
 
 @pytest.mark.slow

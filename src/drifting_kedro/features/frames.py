@@ -21,6 +21,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -46,6 +47,25 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
         x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         out[start : start + _RESIZE_BATCH] = x.numpy()
     return out
+
+
+def find_rows(
+    index_episode: np.ndarray,
+    index_frame: np.ndarray,
+    episode_index: np.ndarray,
+    frame_index: np.ndarray,
+    where: str,
+) -> np.ndarray:
+    """Rows of (episode, frame) pairs in a store indexed by `index_episode`/`index_frame`.
+
+    Shared by the frame and feature stores; a clear KeyError names the first missing pairs.
+    """
+    index = pd.MultiIndex.from_arrays([index_episode, index_frame])
+    rows = index.get_indexer(pd.MultiIndex.from_arrays([episode_index, frame_index]))
+    if (rows < 0).any():
+        pairs = [(int(episode_index[j]), int(frame_index[j])) for j in np.flatnonzero(rows < 0)[:5]]
+        raise KeyError(f"{where} has no (episode, frame) {pairs}; re-run the stage that writes it")
+    return rows
 
 
 class FrameStoreWriter:
@@ -210,6 +230,11 @@ class FrameStore:
         if not -len(self) <= i < len(self):
             raise IndexError(f"frame store {self.path}: sample {i} out of range [0, {len(self)})")
         return i % len(self)
+
+    def indices_for(self, episode_index: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        """Rows of (episode, frame) pairs; a clear error for frames ingest did not write."""
+        where = f"frame store {self.path} (dataset {self.dataset!r})"
+        return find_rows(self.episode_index, self.frame_index, episode_index, frame_index, where)
 
     def instruction(self, i: int) -> str:
         """Language instruction of sample ``i`` (its episode's)."""

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from drifting_kedro.features.backbone import LANGUAGE_CAMERA, BackboneOutput
+from drifting_kedro.features.frames import find_rows
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,6 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._arrays: dict[str, Any] | None = None
-        self._lookup: tuple[np.ndarray, np.ndarray] | None = None
 
     dataset = property(lambda self: self.attrs["dataset"])
     backbone = property(lambda self: self.attrs["backbone"])
@@ -256,23 +256,8 @@ class FeatureStore:
 
     def indices_for(self, episode_index: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         """Sample indices of (episode, frame) pairs; a clear error for pairs not in the store."""
-        if self._lookup is None:
-            keys = (self.episode_index << 32) | self.frame_index
-            order = np.argsort(keys, kind="stable")
-            self._lookup = (keys[order], order)
-        sorted_keys, order = self._lookup
-        ep, fr = np.asarray(episode_index, np.int64), np.asarray(frame_index, np.int64)
-        keys = (ep << 32) | fr
-        pos = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(sorted_keys) - 1, 0))
-        found = sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(len(keys), bool)
-        if not found.all():
-            bad = np.flatnonzero(~found)[:5]
-            pairs = [(int(ep[j]), int(fr[j])) for j in bad]
-            raise KeyError(
-                f"feature store {self.path} (dataset {self.dataset!r}) has no features for "
-                f"(episode, frame) {pairs}; re-run precompute on the current frames"
-            )
-        return order[pos]
+        where = f"feature store {self.path} (dataset {self.dataset!r})"
+        return find_rows(self.episode_index, self.frame_index, episode_index, frame_index, where)
 
     def close(self) -> None:
         if self._file is not None:

@@ -19,7 +19,6 @@ from drifting_kedro.action_space import action_mask, embodiment_id, state_mask
 from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.features.store import FeatureStore, collate_features
 from drifting_kedro.normalization import NormStats, normalize
-from drifting_kedro.training.online import frame_rows
 
 
 class PolicySamples(Dataset):
@@ -62,9 +61,7 @@ class PolicySamples(Dataset):
             self.episode_end.append(ends)
             keys = part["episode_index"].to_numpy(), part["frame_index"].to_numpy()
             store = self.stores[name]
-            self.store_rows.append(
-                frame_rows(store, *keys) if self.online else store.indices_for(*keys)
-            )
+            self.store_rows.append(store.indices_for(*keys))  # frame or feature store
             sample_dataset.append(np.full(len(part), d))
             sample_row.append(np.arange(len(part)))
         self.sample_dataset = np.concatenate(sample_dataset)

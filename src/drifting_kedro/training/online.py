@@ -18,15 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from drifting_kedro.features.backbone import LANGUAGE_CAMERA, Backbone, build_backbone
-from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -127,20 +124,6 @@ def backbone_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu
 #################################################################################
 #                                 Online samples                                #
 #################################################################################
-
-
-def frame_rows(store: FrameStore, episode_index: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-    """Frame-store rows of (episode, frame) pairs; a clear error for frames ingest did not write."""
-    index = pd.MultiIndex.from_arrays([store.episode_index, store.frame_index])
-    rows = index.get_indexer(pd.MultiIndex.from_arrays([episode_index, frame_index]))
-    if (rows < 0).any():
-        bad = np.flatnonzero(rows < 0)[:5]
-        pairs = [(int(episode_index[j]), int(frame_index[j])) for j in bad]
-        raise KeyError(
-            f"frame store {store.path} (dataset {store.dataset!r}) has no frames for "
-            f"(episode, frame) {pairs}; re-run ingest so frames and the table agree"
-        )
-    return rows
 
 
 def encode_batch(backbone: Backbone, images: list[Tensor], instructions: list[str]) -> dict:

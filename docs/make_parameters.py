@@ -54,6 +54,8 @@ MEANINGS: dict[str, str] = {
     "train.trainer.model_overrides.action_patch": "consecutive actions per generator token",
     # parameters_evaluate.yml
     "evaluate.use_ema": "evaluate the EMA weights (else the raw model weights)",
+    "evaluate.sampling_steps": "sampler steps K of a diffusion / flow baseline checkpoint "
+    "(a drifting checkpoint always acts in 1)",
     "evaluate.offline.generations": "draws per observation for MMD and multimodality",
     "evaluate.offline.max_samples": "validation observations scored offline",
     "evaluate.closed_loop.episodes": "seeded episodes per simulated dataset (odd seeds, disjoint "

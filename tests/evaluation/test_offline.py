@@ -2,6 +2,7 @@
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,21 @@ def test_kept_draws_are_what_the_metrics_scored(result):
     assert list(per_dim["name"]) == draws.dim_names
     assert metrics[f"{DATASET}/mse"] == pytest.approx(mse.mean(), rel=1e-5)
     assert np.isfinite(draws.drift).all() and np.abs(draws.drift).max() > 0
+
+
+def test_a_diffusion_baseline_is_scored_with_its_k_step_sampler(tmp_path):
+    paths = write_training_set(tmp_path, episodes=2, length=12)
+    stats = DatasetStats.from_dict(json.loads(Path(paths["stats"]).read_text()))
+    samples = PolicySamples(
+        pd.read_parquet(paths["table"]), stats, {DATASET: paths["features"]}, HORIZON
+    )
+    torch.manual_seed(0)
+    config = PolicyConfig(
+        action_horizon=HORIZON, hidden_size=32, depth=2, num_heads=2, vlm_hidden_size=HIDDEN
+    )
+    model = DriftingPolicy(replace(config, head="diffusion", noise_dim=config.action_dim))
+    metrics, _, kept = offline_metrics(
+        model, samples, generations=GENERATIONS, max_samples=6, num_steps=3
+    )
+    assert kept[DATASET].draws.shape[:2] == (6, GENERATIONS)
+    assert all(np.isfinite(value) for value in metrics.values())

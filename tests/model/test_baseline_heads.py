@@ -1,10 +1,11 @@
-"""Diffusion (DDPM/DDIM) and flow-matching heads on the same DiT: losses, samplers, overfitting."""
+"""Diffusion (DDPM/DDIM) and flow-matching heads on the same DiT: losses, samplers, overfitting,
+and `sample_chunks`, which draws chunks with whichever head a policy has."""
 
 import pytest
 import torch
-from policy_helpers import VLM_HIDDEN, action_mask_for, make_cond
+from policy_helpers import VLM_HIDDEN, action_mask_for, make_cond, perturb_zero_init
 
-from drifting_kedro.model import DiffusionHead, FlowMatchingHead, build_policy
+from drifting_kedro.model import DiffusionHead, FlowMatchingHead, build_policy, sample_chunks
 from drifting_kedro.model.baseline import _betas
 
 HEADS = {"diffusion": DiffusionHead, "flow": FlowMatchingHead}
@@ -91,3 +92,20 @@ def test_beta_schedules_go_from_clean_to_noise(schedule: str) -> None:
     assert alphas_cumprod[0] > 0.99
     assert alphas_cumprod[-1] < 1e-3
     assert torch.all(alphas_cumprod[1:] < alphas_cumprod[:-1])
+
+
+@pytest.mark.parametrize("head", ["drifting", *sorted(HEADS)])
+def test_sample_chunks_draws_g_chunks_per_observation_with_any_head(head: str) -> None:
+    model, cond = _policy(head), make_cond(batch=3)
+    perturb_zero_init(model)  # zero-initialized outputs would make every draw identical
+    steps = 1 if head == "drifting" else 3
+    chunks = sample_chunks(model, cond, 4, steps, torch.Generator().manual_seed(0))
+    assert chunks.shape == (3, 4, 16, 128)
+    inactive = cond["action_mask"][:, None, None, :] == 0
+    assert (chunks.masked_select(inactive.expand_as(chunks)) == 0).all()
+    assert (chunks[:, 0] - chunks[:, 1]).abs().max() > 1e-4  # each draw has its own noise
+
+
+def test_sample_chunks_refuses_multi_step_drifting() -> None:
+    with pytest.raises(ValueError, match="drifting head acts in one step"):
+        sample_chunks(_policy("drifting"), make_cond(batch=1), 2, num_steps=10)

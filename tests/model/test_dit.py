@@ -10,8 +10,8 @@ from policy_helpers import (
     perturb_zero_init,
 )
 
-from drifting_kedro.model import DriftingPolicy, build_policy, policy_config
-from drifting_kedro.model.dit import Context, apply_rope, rope_angles
+from drifting_kedro.model import LANGUAGE_TOKEN, DriftingPolicy, build_policy, policy_config
+from drifting_kedro.model.dit import Context, apply_rope, rope_angles, view_positions
 
 
 @pytest.fixture
@@ -118,6 +118,24 @@ def test_masked_out_tokens_do_not_change_the_output(trained_like: DriftingPolicy
     torch.testing.assert_close(trained_like(noise, **changed), before, atol=1e-6, rtol=0)
     changed["vlm_tokens"][0, 0] += 1.0  # a real token does matter
     assert not torch.allclose(trained_like(noise, **changed)[0], before[0])
+
+
+def test_view_positions_count_tokens_per_camera_and_frame() -> None:
+    camera = torch.tensor([[0, 0, 1, 0, LANGUAGE_TOKEN, 1, LANGUAGE_TOKEN]])
+    frame = torch.tensor([[0, 0, 0, 1, 0, 0, 0]])
+    positions = view_positions(camera, frame, num_frames=4, num_groups=20)
+    assert positions.tolist() == [[0, 1, 0, 0, 0, 1, 1]]
+
+
+def test_where_a_feature_sits_in_the_view_changes_the_action(trained_like: DriftingPolicy) -> None:
+    """Swapping two cells of one camera's feature map (a cube seen elsewhere) must matter."""
+    cond = make_cond(batch=3, tokens=12)
+    noise = trained_like.draw_noise(3, torch.device("cpu"))
+    before = trained_like(noise, **cond)
+    cells = (cond["token_camera"][1] == 0).nonzero().flatten()[:2]  # two tokens of camera 0
+    swapped = dict(cond, vlm_tokens=cond["vlm_tokens"].clone())
+    swapped["vlm_tokens"][:, cells] = cond["vlm_tokens"][:, cells.flip(0)]
+    assert (trained_like(noise, **swapped)[1] - before[1]).abs().max() > 1e-4
 
 
 def test_all_masked_sample_gives_finite_output(trained_like: DriftingPolicy) -> None:

@@ -43,23 +43,27 @@ def compare_latency(
 ) -> dict[str, float]:
     """One policy call, drifting (1 step) beside a diffusion head at each K, 1 and all threads.
 
-    The baselines share the policy's backbone and network size; latency does not depend on the
-    weights, so an untrained diffusion head of the same configuration times K-step generation.
+    The variants share the policy's backbone and network size; latency does not depend on the
+    weights, so an untrained head of the same configuration stands in for the head the policy
+    was not trained with (drifting, for a baseline checkpoint).
     Returns `<generator>/threads<n>` in ms and `<baseline>_vs_drifting/threads<n>` ratios.
     """
-    variants = {"drifting_1step": policy}
-    for steps in baseline_steps:
-        config = replace(
-            policy.model.config, head="diffusion", noise_dim=policy.model.config.action_dim
-        )
-        variants[f"diffusion_{steps}step"] = InferencePolicy(
-            DriftingPolicy(config),
+    config = policy.model.config
+
+    def variant(head: str, steps: int, noise_dim: int) -> InferencePolicy:
+        return InferencePolicy(
+            DriftingPolicy(replace(config, head=head, noise_dim=noise_dim)),
             policy.stats,
             policy.backbone,
             image_size=policy.image_size,
             num_steps=steps,
             device=policy.device,
         )
+
+    drifting = policy if config.head == "drifting" else variant("drifting", 1, config.noise_dim)
+    variants = {"drifting_1step": drifting}
+    for steps in baseline_steps:
+        variants[f"diffusion_{steps}step"] = variant("diffusion", steps, config.action_dim)
     results = {}
     for threads in sorted({1, os.cpu_count() or 1}):
         for name, variant in variants.items():

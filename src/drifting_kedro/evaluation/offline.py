@@ -9,7 +9,7 @@ import torch
 from drifting_kedro.action_space import get_spec
 from drifting_kedro.drifting import drift_field
 from drifting_kedro.evaluation.metrics import gmm_entropy, masked_mse_per_dim, mmd_rbf
-from drifting_kedro.model import DriftingPolicy
+from drifting_kedro.model import DriftingPolicy, sample_chunks
 from drifting_kedro.training.data import PolicySamples, collate_samples, policy_inputs
 
 
@@ -47,10 +47,13 @@ def offline_metrics(
     *,
     generations: int,
     max_samples: int,
+    num_steps: int = 1,
     seed: int = 0,
     batch_size: int = 32,
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, OfflineDraws]]:
     """Draw G chunks per held-out observation and compare them with the expert's chunk.
+
+    `num_steps` is the sampler's K for a diffusion / flow baseline (drifting: 1).
 
     The drifting field is computed per observation as in training (its G draws against its
     expert chunk, the draws as negatives), raw (no drift normalization) so it shrinks as the
@@ -68,7 +71,8 @@ def offline_metrics(
     for start in range(0, len(chosen), batch_size):
         batch = collate_samples([samples[int(i)] for i in chosen[start : start + batch_size]])
         cond = policy_inputs(batch, torch.ones(len(batch["actions"])))
-        draws.append(model.generate(cond, generations, generator).numpy())  # [B, G, T, 128]
+        chunks = sample_chunks(model, cond, generations, num_steps, generator)  # [B, G, T, 128]
+        draws.append(chunks.numpy())
         experts.append(batch["actions"].numpy())  # [B, T, 128]
         dataset_ids.append(batch["dataset_id"].numpy())
     draws, experts, dataset_ids = map(np.concatenate, (draws, experts, dataset_ids))

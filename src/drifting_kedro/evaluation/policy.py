@@ -18,7 +18,7 @@ from drifting_kedro.action_space import (
 )
 from drifting_kedro.features.backbone import Backbone
 from drifting_kedro.features.frames import resize_square
-from drifting_kedro.model import DriftingPolicy, PolicyConfig, make_head
+from drifting_kedro.model import DriftingPolicy, PolicyConfig, check_sampling_steps, sample_chunks
 from drifting_kedro.normalization import DatasetStats, DimStats, denormalize, normalize
 
 
@@ -35,10 +35,8 @@ class InferencePolicy:
         num_steps: int = 1,
         device: str | torch.device = "cpu",
     ) -> None:
+        check_sampling_steps(model, num_steps)
         self.model = model.eval().to(device)
-        self.head = make_head(model.config) if model.config.head != "drifting" else None
-        if self.head is None and num_steps != 1:
-            raise ValueError(f"the drifting head acts in one step; got num_steps={num_steps}")
         self.stats, self.backbone = stats, backbone.eval().to(device)
         self.image_size, self.num_steps, self.device = image_size, num_steps, torch.device(device)
 
@@ -105,11 +103,8 @@ class InferencePolicy:
     ) -> np.ndarray:
         """Native chunk [T, A]: denormalized, quaternions unit-norm, inside the data's range."""
         cond = self.conditioning(dataset, images, instruction, state)
-        if self.head is None:
-            unified = self.model.generate(cond, 1, generator)[:, 0]  # [1, T, 128]
-        else:
-            unified = self.head.sample(self.model, cond, self.num_steps, generator)
-        unified = denormalize(unified[0].float().cpu().numpy(), self.stats[dataset], "action")
+        unified = sample_chunks(self.model, cond, 1, self.num_steps, generator)[0, 0]  # [T, 128]
+        unified = denormalize(unified.float().cpu().numpy(), self.stats[dataset], "action")
         unified = clip_to_data_range(unified, self.stats[dataset].action)
         return from_unified(normalize_quaternions(unified, dataset), dataset)
 

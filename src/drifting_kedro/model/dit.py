@@ -97,7 +97,14 @@ class NoiseTokenizer(nn.Module):
 
 
 class ContextEmbedder(nn.Module):
-    """VLM tokens -> cross-attention context, tagged with their camera (or language) and frame."""
+    """VLM tokens -> cross-attention context, tagged with their camera (or language), frame and
+    position within that view.
+
+    Cross-attention is blind to token order, so without the position a view's feature map is a
+    bag of cells: a small encoder's 3x3 map then cannot say where the cube is. The position is
+    the token's index among the tokens of its (camera, frame), added as a fixed sin-cos code
+    (ViT / MAE); VLM hidden states that already carry positions are unharmed by it.
+    """
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -106,6 +113,8 @@ class ContextEmbedder(nn.Module):
         self.camera_embed = nn.Embedding(config.num_cameras, config.hidden_size)
         self.language_embed = nn.Parameter(torch.zeros(config.hidden_size))
         self.frame_embed = nn.Embedding(config.num_frames, config.hidden_size)
+        self.num_frames = config.num_frames
+        self.num_groups = (config.num_cameras + 1) * config.num_frames  # language is a camera
 
     def forward(
         self, tokens: torch.Tensor, token_camera: torch.Tensor, token_frame: torch.Tensor
@@ -114,7 +123,9 @@ class ContextEmbedder(nn.Module):
         camera = self.camera_embed(token_camera.clamp(min=0))  # [B, L, H]
         is_language = (token_camera == LANGUAGE_TOKEN).unsqueeze(-1)  # [B, L, 1]
         source = torch.where(is_language, self.language_embed.to(camera.dtype), camera)
-        return x + source + self.frame_embed(token_frame)  # [B, L, H]
+        positions = view_positions(token_camera, token_frame, self.num_frames, self.num_groups)
+        position = sincos_embedding_1d(x.shape[-1], positions)
+        return x + source + self.frame_embed(token_frame) + position.to(x.dtype)  # [B, L, H]
 
 
 class ProprioEmbedder(nn.Module):
@@ -605,13 +616,22 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return embedding
 
 
+def view_positions(
+    token_camera: torch.Tensor, token_frame: torch.Tensor, num_frames: int, num_groups: int
+) -> torch.Tensor:
+    """Index [B, L] of each token among the earlier tokens of its (camera, frame) group."""
+    group = (token_camera - LANGUAGE_TOKEN) * num_frames + token_frame
+    one_hot = F.one_hot(group, num_groups)  # [B, L, groups]
+    return (one_hot.cumsum(dim=1) * one_hot).sum(dim=-1) - 1
+
+
 def sincos_embedding_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """Fixed sin-cos position table [P, dim] (MAE / DiT's 1-D variant)."""
+    """Fixed sin-cos position table [*P, dim] (MAE / DiT's 1-D variant) for positions [*P]."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # [dim/2]
-    out = positions.double()[:, None] * omega[None]  # [P, dim/2]
+    out = positions.double()[..., None] * omega  # [*P, dim/2]
     table = torch.cat([out.sin(), out.cos()], dim=-1)
     if dim % 2:
-        table = torch.cat([table, torch.zeros_like(table[:, :1])], dim=-1)
+        table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=-1)
     return table.float()
 
 

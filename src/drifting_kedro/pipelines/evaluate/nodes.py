@@ -42,7 +42,11 @@ def evaluate_offline(
     )
     options = evaluate_options["offline"]
     return offline_metrics(
-        model, samples, generations=options["generations"], max_samples=options["max_samples"]
+        model,
+        samples,
+        generations=options["generations"],
+        max_samples=options["max_samples"],
+        num_steps=_sampling_steps(policy_checkpoint, evaluate_options),
     )
 
 
@@ -154,6 +158,13 @@ def _simulated_sources(ingest_options: dict) -> list[dict]:
     return sources
 
 
+def _sampling_steps(policy_checkpoint: dict, evaluate_options: dict) -> int:
+    """1 for the drifting head; `evaluate.sampling_steps` (K) for a diffusion / flow baseline."""
+    if policy_checkpoint["model_config"]["head"] == "drifting":
+        return 1
+    return int(evaluate_options["sampling_steps"])
+
+
 def _inference_policy(
     policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
 ) -> InferencePolicy:
@@ -168,4 +179,5 @@ def _inference_policy(
         backbone,
         image_size=int(ingest_options["image_size"]),
         use_ema=evaluate_options["use_ema"],
+        num_steps=_sampling_steps(policy_checkpoint, evaluate_options),
     )

@@ -389,7 +389,7 @@ def _build_registry() -> dict[str, DatasetSpec]:
                 state_names=_FETCH_STATE,
                 state_indices=_FETCH_STATE_DIMS,
                 embodiment=Embodiment.GRIPPER_DELTA_EEF,
-                cameras=("observation.images.front",),
+                cameras=("observation.images.front", "observation.images.side"),
                 fps=25.0,
                 instruction=instruction,
             )
@@ -404,7 +404,7 @@ def _build_registry() -> dict[str, DatasetSpec]:
             state_names=_FETCH_STATE,
             state_indices=_FETCH_STATE_DIMS,
             embodiment=Embodiment.GRIPPER_EEF,
-            cameras=("observation.images.front",),
+            cameras=("observation.images.front", "observation.images.side"),
             fps=25.0,
             instruction=_PICK_INSTRUCTION,
         )

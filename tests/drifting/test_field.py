@@ -207,3 +207,31 @@ def test_stacked_temperatures_equal_sum_of_single_temperature_fields():
     for t, (_, s) in zip(temps, singles, strict=True):
         key = f"drift_norm_tau{t:g}"
         assert stats[key] == pytest.approx(s[key], rel=1e-5)
+
+
+@pytest.mark.parametrize("spread", [0.0, 1e-3, 1e-2])
+def test_generations_collapsed_far_from_their_positive_are_pulled_straight_to_it(spread):
+    """G draws that barely differ (an untrained generator) have a raw field of ~1e-9 at τ=0.2:
+    drift normalization must still give it unit RMS, pointing from each draw at the positive."""
+    gen = torch.Generator().manual_seed(3)
+    y = torch.randn(4, 1, 200, generator=gen)
+    x = spread * torch.randn(4, 8, 200, generator=gen)
+    v, stats = compute_drift(x, y)
+    assert stats["drift_norm_tau0.2"] < 1e-12  # the raw field is tiny ...
+    assert v.square().mean(dim=(1, 2)).sqrt() == pytest.approx(1.0, rel=1e-3)  # ... not its step
+    cosine = torch.nn.functional.cosine_similarity(v, y - x, dim=-1)
+    assert cosine.min() > 0.999
+
+
+@pytest.mark.parametrize("tau", [0.02, 0.05, 0.2])
+@pytest.mark.parametrize("spread", [0.0, 0.05, 0.3])
+def test_each_normalized_field_has_unit_rms_even_when_its_squares_underflow(tau, spread):
+    """At τ = 0.05 the raw field of these draws is ~1e-25, whose squares are 0 in float32; a
+    group whose kernel entries all fall under 1e-30 (zeroed before the GEMM) keeps V = 0."""
+    gen = torch.Generator().manual_seed(4)
+    y = 3.0 * torch.randn(16, 1, 200, generator=gen)
+    x = spread * torch.randn(16, 8, 200, generator=gen)
+    v, _ = compute_drift(x, y, temperatures=[tau])
+    rms = v.square().mean(dim=(1, 2)).sqrt()
+    assert torch.all(((rms - 1.0).abs() < 1e-3) | (rms == 0))
+    assert rms.max() > 0 or tau < 0.2

@@ -11,6 +11,7 @@ import pytest
 from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.features.precompute import merge_parts, part_path, run_precompute, shard_range
 from drifting_kedro.features.store import FeatureStore
+from drifting_kedro.pipelines.features.nodes import precompute_features
 
 ARRAYS = ("tokens", "token_camera", "offsets", "pooled", "episode_index", "frame_index")
 
@@ -200,3 +201,22 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, write_frame
     assert not out.exists() and part_path(out, 0).exists()
     subprocess.run([sys.executable, *_cli(frames, out)], check=True, env=env)
     _assert_same_store(tmp_path / "full.h5", out)
+
+
+@pytest.mark.slow
+def test_features_node_encodes_regenerated_frames_instead_of_refusing_its_cache(
+    tmp_path, write_frames
+):
+    """Demos regenerated in place (same dataset, new content) must not meet the stale cache."""
+    launch = {"nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": ""}
+    options = {"backbone": "small-real", "batch_size": 4, "staging_dir": str(tmp_path / "stage")}
+    path = tmp_path / "frames.h5"
+    manifest = {"toy_sim": {"path": str(path)}}
+    write_frames(path, lengths=(4, 3), image_size=32)
+    first = precompute_features(manifest, options, launch)["toy_sim"]
+    assert precompute_features(manifest, options, launch)["toy_sim"] == first  # cache hit
+    path.unlink()
+    write_frames(path, lengths=(5,), image_size=32)
+    second = precompute_features(manifest, options, launch)["toy_sim"]
+    assert second != first
+    assert len(FeatureStore(second)) == 5

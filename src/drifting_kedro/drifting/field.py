@@ -42,6 +42,12 @@ _EXP_MIN = -87.0  # exp(-87) ≈ 1.6e-38, smallest normal float32
 _GEMM_MIN = 1e-30  # kernel entries below this are zeroed before A @ Y (no denormal products)
 DEFAULT_BLOCK_ELEMENTS = 1 << 18  # 1 MiB float32 blocks: stay in cache between the fused ops
 DEFAULT_MAX_CACHE_BYTES = 1 << 30  # keep distances between sweeps when they fit in 1 GiB
+# Drift normalization divides V_τ by its RMS, which is scale-free: a group whose G generations
+# sit close together far from their positive has a tiny but exact field (RMS ~1e-9 at τ = 0.2,
+# far less at smaller τ) pointing at the positive. A floor like 1e-8 would leave such a group
+# without gradient (the generator then never leaves the mean); this floor only guards an
+# exactly zero field, and fields below it (built from kernel entries under 1e-30) stay small.
+DRIFT_RMS_FLOOR = 1e-30
 
 
 @dataclass
@@ -66,7 +72,7 @@ def compute_drift(  # noqa: PLR0917 (signature of issue 3)
     extra_neg_weight: Tensor | float | None = None,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-    eps: float = 1e-8,
+    eps: float = DRIFT_RMS_FLOOR,
 ) -> tuple[Tensor, dict[str, float]]:
     """Drifting field V for generated samples x; returns (V, stats).
 
@@ -121,7 +127,7 @@ def drift_field(
     extra_neg_weight: Tensor | float | None = None,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-    eps: float = 1e-8,
+    eps: float = DRIFT_RMS_FLOOR,
 ) -> DriftField:
     """Batched field on x [B, N, D] (see ``compute_drift``), also returning the scale s [B]."""
     temps = _check_temperatures(temperatures)
@@ -165,8 +171,19 @@ def drift_field(
     stats["lambda_v"] = float(raw.sum(dim=0).square().sum(dim=-1).mean())
     stats["feature_scale"] = float(s.mean())
     if normalize_drift:
-        raw = raw / msq.sqrt().clamp_min(eps)[..., None, None]
+        raw = raw / _rms(raw, count).clamp_min(eps)[..., None, None]
     return DriftField(v=raw.sum(dim=0), scale=s, stats=stats)
+
+
+def _rms(raw: Tensor, count: Tensor) -> Tensor:
+    """RMS [T, B] of each field raw [T, B, N, D], exact where its squares underflow float32.
+
+    A field of 1e-25 has squares of 1e-50 (zero in float32): dividing by the max first keeps
+    its RMS exact, so normalization gives it unit RMS instead of dividing by zero's floor.
+    """
+    peak = raw.abs().amax(dim=(2, 3))  # [T, B]
+    unit = raw / peak.clamp_min(torch.finfo(raw.dtype).tiny)[..., None, None]
+    return peak * (unit.square().sum(dim=(2, 3)) / count).sqrt()
 
 
 def _check_temperatures(temperatures: Sequence[float]) -> list[float]:

@@ -1,7 +1,8 @@
 """gymnasium-robotics Fetch tasks: delta-EEF control, plus an absolute-EEF-target variant.
 
 The unwrapped MuJoCo env is stepped directly (our own step limit replaces gymnasium's
-TimeLimit) and rendered through `CheapRenderer` from a fixed free camera facing the robot.
+TimeLimit) and rendered through `CheapRenderer` from fixed free cameras: one facing the robot,
+one from its side.
 """
 
 import logging
@@ -18,16 +19,23 @@ logger = logging.getLogger(__name__)
 gym.register_envs(gymnasium_robotics)
 
 FETCH_MAX_DELTA = 0.05  # metres of mocap motion per unit of action (gymnasium-robotics' scale)
-FRONT_CAMERA = {"lookat": (1.3, 0.75, 0.5), "distance": 1.3, "azimuth": 180.0, "elevation": -35.0}
+# Free cameras by registry camera key. One view cannot place a goal floating above the table
+# (height and depth share the image's vertical axis); the side view, across the first, can.
+CAMERAS = {
+    "observation.images.front": {"azimuth": 180.0, "elevation": -35.0, "distance": 1.3},
+    "observation.images.side": {"azimuth": 90.0, "elevation": -20.0, "distance": 1.2},
+}
+CAMERA_LOOKAT = (1.3, 0.75, 0.5)  # the middle of the table, where blocks and goals are sampled
 
 
-def _front_camera() -> mujoco.MjvCamera:
+def _free_camera(key: str) -> mujoco.MjvCamera:
+    if key not in CAMERAS:
+        raise ValueError(f"Fetch has no camera {key!r}; expected one of {sorted(CAMERAS)}")
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-    camera.lookat[:] = FRONT_CAMERA["lookat"]
-    camera.distance = FRONT_CAMERA["distance"]
-    camera.azimuth = FRONT_CAMERA["azimuth"]
-    camera.elevation = FRONT_CAMERA["elevation"]
+    camera.lookat[:] = CAMERA_LOOKAT
+    for name, value in CAMERAS[key].items():
+        setattr(camera, name, value)
     return camera
 
 
@@ -53,7 +61,7 @@ class FetchSimEnv(SimEnv):
             raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
         self._env = gym.make(env_id).unwrapped
         self._renderer = CheapRenderer(
-            self._env.model, image_size, {spec.camera_keys[0]: _front_camera()}
+            self._env.model, image_size, {key: _free_camera(key) for key in spec.camera_keys}
         )
         self._raw: dict[str, np.ndarray] = {}
         self._steps = 0

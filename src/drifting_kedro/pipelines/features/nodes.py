@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from drifting_kedro.features.backbone import check_backbone
+from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.launch import LaunchConfig, run_torchrun
 
 logger = logging.getLogger(__name__)
@@ -16,7 +17,8 @@ def precompute_features(
     """Encode every frame of every dataset with the configured backbone.
 
     Ranks take disjoint shards and a killed run resumes where it stopped: the staging files
-    are the cache, keyed by backbone, so an unchanged rerun only re-links them.
+    are the cache, keyed by dataset, backbone and frame-store content, so an unchanged rerun
+    only re-links them.
 
     Args:
         frames: the frame-store manifest from ingest.
@@ -41,7 +43,8 @@ def precompute_features(
         for key, value in features_options.get("backbone_options", {}).items()
     ]
     for name, entry in frames.items():
-        out = staging / f"{name}__{backbone}.h5"
+        # Keyed by the frames' content too: regenerated demos get new features, not an error.
+        out = staging / f"{name}__{backbone}__{FrameStore(entry['path']).version}.h5"
         run_torchrun(
             "drifting_kedro.features.precompute",
             [

@@ -30,11 +30,32 @@ def test_loss_gradient_pushes_x_along_v():
     loss.backward()
     field = drift_field(x.detach(), y_pos, None, mask=mask)
     numel = x.shape[0] * x.shape[1] * int(mask.sum())
-    expected = -2 * field.v / (field.scale[:, None, None] * numel)
-    torch.testing.assert_close(x.grad, expected, atol=1e-7, rtol=1e-5)
-    assert loss.item() == pytest.approx(field.v.square().sum().item() / numel, rel=1e-5)
+    step = field.v * field.scale[:, None, None]  # each group's step in data units
+    common = field.scale.mean()
+    torch.testing.assert_close(x.grad, -2 * step / (common**2 * numel), atol=1e-7, rtol=1e-5)
+    assert loss.item() == pytest.approx(step.square().sum().item() / (common**2 * numel), rel=1e-5)
     assert all(isinstance(v, float) for v in stats.values())
     assert "drift/drift_norm_tau0.02" in stats and "drift/lambda_v" in stats
+
+
+def test_a_group_ten_times_farther_from_its_positive_gets_ten_times_the_gradient():
+    """The field is scale-free per group; the step is not: groups weigh as their own scale."""
+    x, y_pos, _ = _batch(b=2)
+    far_x, far_y = x.detach().clone(), y_pos.clone()
+    far_x[1] *= 10.0
+    far_y[1] *= 10.0
+    far_x.requires_grad_(True)
+    drifting_loss(x, y_pos)[0].backward()
+    drifting_loss(far_x, far_y)[0].backward()
+    ratio = far_x.grad[1].norm() / far_x.grad[0].norm()
+    assert ratio / (x.grad[1].norm() / x.grad[0].norm()) == pytest.approx(10.0, rel=1e-3)
+
+
+def test_one_group_is_the_authors_loss_in_its_own_units():
+    x, y_pos, _ = _batch(b=1)
+    loss, _ = drifting_loss(x, y_pos)
+    field = drift_field(x.detach(), y_pos, None)
+    assert loss.item() == pytest.approx(field.v.square().mean().item(), rel=1e-5)
 
 
 def test_cfg_alpha_one_equals_no_cfg():

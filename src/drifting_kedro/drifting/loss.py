@@ -117,9 +117,18 @@ def _active(mask: Tensor | None, bsz: int, dim: int, device: torch.device) -> Te
 
 
 def _stopgrad_mse(x: Tensor, v: Tensor, scale: Tensor, mask: Tensor | None) -> Tensor:
-    """mean over active elements of (x̃ - sg(x̃ + V))², x̃ = x / s per group (float32)."""
-    x_tilde = x.float() / scale[:, None, None]  # [B, G, D]
-    target = (x_tilde + v).detach()
+    """mean over active elements of (x̃ - sg(x̃ + (s_b / s̄) V))², x̃ = x / s̄ (float32).
+
+    V is unit-RMS in each group's own scale s_b, so a group's step in data units is s_b V: a
+    group far from its positive moves further than one already on it, as in regression. Taking
+    every group in its own units instead (x / s_b) would weight groups by 1 / s_b, so the
+    observations a policy already gets right (a Fetch arm holding still) would drown the ones it
+    gets wrong (the reach). s̄, the batch's mean scale, keeps the loss O(1); with one group this
+    is exactly the authors' ‖x̃ - sg(x̃ + V)‖².
+    """
+    common = scale.mean()
+    x_tilde = x.float() / common  # [B, G, D]
+    target = (x_tilde + v * (scale / common)[:, None, None]).detach()
     m = _active(mask, x.shape[0], x.shape[2], x.device)
     return ((x_tilde - target).square() * m).sum() / (m.sum() * x.shape[1])
 

@@ -40,10 +40,14 @@ def test_wrapper_round_trips_one_step(envs, name):
     action = make_expert(name)
     action.start(env, 1)
     observation, reward, success, done = env.step(action.act(observation))
-    (key,) = SIM_TASKS[name].camera_keys
-    assert observation.images[key].shape == (32, 32, 3)
-    assert observation.images[key].dtype == np.uint8
-    assert observation.images[key].std() > 0  # a rendered scene, not a blank buffer
+    keys = SIM_TASKS[name].camera_keys
+    assert sorted(observation.images) == sorted(keys)
+    for key in keys:
+        assert observation.images[key].shape == (32, 32, 3)
+        assert observation.images[key].dtype == np.uint8
+        assert observation.images[key].std() > 0  # a rendered scene, not a blank buffer
+    if len(keys) > 1:  # each camera shows the scene from its own side
+        assert not np.array_equal(observation.images[keys[0]], observation.images[keys[1]])
     assert observation.state.shape == (STATE_WIDTH[name],)
     assert observation.state.dtype == np.float32
     assert observation.instruction == SIM_TASKS[name].instruction
@@ -169,8 +173,9 @@ def _check_generated(root, name, num_episodes, length):
         assert episode.length == length
         assert episode.state.shape == (length, STATE_WIDTH[name])
         assert np.isfinite(episode.action).all()
-        (frames,) = episode.images.values()
-        assert frames.shape[0] == length and frames.dtype == np.uint8
+        assert sorted(episode.images) == sorted(SIM_TASKS[name].camera_keys)
+        for frames in episode.images.values():
+            assert frames.shape[0] == length and frames.dtype == np.uint8
     return episodes
 
 

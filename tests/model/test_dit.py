@@ -132,7 +132,8 @@ def test_where_a_feature_sits_in_the_view_changes_the_action(trained_like: Drift
     cond = make_cond(batch=3, tokens=12)
     noise = trained_like.draw_noise(3, torch.device("cpu"))
     before = trained_like(noise, **cond)
-    cells = (cond["token_camera"][1] == 0).nonzero().flatten()[:2]  # two tokens of camera 0
+    same_view = (cond["token_camera"][1] == 0) & (cond["token_frame"][1] == 0)
+    cells = same_view.nonzero().flatten()[:2]  # two tokens of camera 0 in frame 0
     swapped = dict(cond, vlm_tokens=cond["vlm_tokens"].clone())
     swapped["vlm_tokens"][:, cells] = cond["vlm_tokens"][:, cells.flip(0)]
     assert (trained_like(noise, **swapped)[1] - before[1]).abs().max() > 1e-4

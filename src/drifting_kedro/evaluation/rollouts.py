@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from drifting_kedro.evaluation.policy import InferencePolicy
@@ -71,12 +72,19 @@ def run_episode(
     temporal_ensemble: bool,
     record: bool,
 ) -> EpisodeResult:
-    """One seeded episode until success or the task's step limit."""
+    """One seeded episode until success or the task's step limit.
+
+    The seed fixes the policy's noise draws too, not only the scene: a one-step generator's
+    outcome on a seed depends on its draws.
+    """
     env = make_env(dataset, image_size=image_size)
+    noise = torch.Generator(device=policy.device).manual_seed(seed)
     try:
         observation = env.reset(seed)
         executor = ChunkExecutor(
-            lambda obs: policy.predict_chunk(dataset, obs.images, obs.instruction, obs.state),
+            lambda obs: policy.predict_chunk(
+                dataset, obs.images, obs.instruction, obs.state, generator=noise
+            ),
             policy.horizon,
             replan_every,
             temporal_ensemble,

@@ -115,6 +115,8 @@ class ContextEmbedder(nn.Module):
         self.frame_embed = nn.Embedding(config.num_frames, config.hidden_size)
         self.num_frames = config.num_frames
         self.num_groups = (config.num_cameras + 1) * config.num_frames  # language is a camera
+        table = sincos_embedding_1d(config.hidden_size, torch.arange(config.max_vlm_tokens))
+        self.register_buffer("position_table", table, persistent=False)  # [max tokens, H]
 
     def forward(
         self, tokens: torch.Tensor, token_camera: torch.Tensor, token_frame: torch.Tensor
@@ -124,8 +126,8 @@ class ContextEmbedder(nn.Module):
         is_language = (token_camera == LANGUAGE_TOKEN).unsqueeze(-1)  # [B, L, 1]
         source = torch.where(is_language, self.language_embed.to(camera.dtype), camera)
         positions = view_positions(token_camera, token_frame, self.num_frames, self.num_groups)
-        position = sincos_embedding_1d(x.shape[-1], positions)
-        return x + source + self.frame_embed(token_frame) + position.to(x.dtype)  # [B, L, H]
+        position = self.position_table[positions].to(x.dtype)  # [B, L, H]
+        return x + source + self.frame_embed(token_frame) + position  # [B, L, H]
 
 
 class ProprioEmbedder(nn.Module):
@@ -626,12 +628,12 @@ def view_positions(
 
 
 def sincos_embedding_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """Fixed sin-cos position table [*P, dim] (MAE / DiT's 1-D variant) for positions [*P]."""
+    """Fixed sin-cos position table [P, dim] (MAE / DiT's 1-D variant)."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # [dim/2]
-    out = positions.double()[..., None] * omega  # [*P, dim/2]
+    out = positions.double()[:, None] * omega[None]  # [P, dim/2]
     table = torch.cat([out.sin(), out.cos()], dim=-1)
     if dim % 2:
-        table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=-1)
+        table = torch.cat([table, torch.zeros_like(table[:, :1])], dim=-1)
     return table.float()
 
 

@@ -22,13 +22,17 @@ from training_set import DATASET, HIDDEN, write_training_set  # noqa: E402
 HORIZON, GENERATIONS = 8, 4
 
 
-@pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    paths = write_training_set(tmp_path_factory.mktemp("offline"), episodes=2, length=12)
+def held_out_samples(root: Path) -> PolicySamples:
+    paths = write_training_set(root, episodes=2, length=12)
     stats = DatasetStats.from_dict(json.loads(Path(paths["stats"]).read_text()))
-    samples = PolicySamples(
+    return PolicySamples(
         pd.read_parquet(paths["table"]), stats, {DATASET: paths["features"]}, HORIZON
     )
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    samples = held_out_samples(tmp_path_factory.mktemp("offline"))
     torch.manual_seed(0)
     model = DriftingPolicy(
         PolicyConfig(
@@ -71,11 +75,7 @@ def test_kept_draws_are_what_the_metrics_scored(result):
 
 
 def test_a_diffusion_baseline_is_scored_with_its_k_step_sampler(tmp_path):
-    paths = write_training_set(tmp_path, episodes=2, length=12)
-    stats = DatasetStats.from_dict(json.loads(Path(paths["stats"]).read_text()))
-    samples = PolicySamples(
-        pd.read_parquet(paths["table"]), stats, {DATASET: paths["features"]}, HORIZON
-    )
+    samples = held_out_samples(tmp_path)
     torch.manual_seed(0)
     config = PolicyConfig(
         action_horizon=HORIZON, hidden_size=32, depth=2, num_heads=2, vlm_hidden_size=HIDDEN

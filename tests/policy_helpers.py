@@ -1,4 +1,4 @@
-"""Synthetic conditioning and weight perturbation shared by the model tests."""
+"""Synthetic conditioning and weight perturbation shared by the model and evaluation tests."""
 
 import torch
 

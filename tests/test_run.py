@@ -69,6 +69,7 @@ def test_smoke_run_trains_through_torchrun_and_tracks_in_mlflow(smoke_project):
     assert any(key.startswith("train.trainer.") for key in params)
     assert "train/loss" in metrics  # logged by rank 0 inside the torchrun subprocess
     assert "eval.aloha_sim_transfer_cube/success_rate" in metrics
+    assert "eval.aloha_sim_transfer_cube/stage_lifted" in metrics  # how far failures got
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def _fetch_episode(policy: InferencePolicy, seed: int):
 
 def test_a_seeded_episode_replays_exactly(fetch_policy):
     first, again = _fetch_episode(fetch_policy, 3), _fetch_episode(fetch_policy, 3)
-    assert (first.length, first.reward) == (again.length, again.reward)
+    assert (first.length, first.reward, first.stage) == (again.length, again.reward, again.stage)
     assert all(np.array_equal(a, b) for a, b in zip(first.frames, again.frames, strict=True))
     other = _fetch_episode(fetch_policy, 5)  # another scene and other noise draws
     assert not np.array_equal(first.frames[-1], other.frames[-1])

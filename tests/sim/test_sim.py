@@ -123,6 +123,28 @@ def test_expert_succeeds_on_fixed_seeds(envs, name, seeds):
         assert rollout(env, expert, seed).success, f"{name} expert failed on seed {seed}"
 
 
+@pytest.mark.parametrize(
+    ("name", "order"),
+    [
+        ("fetch_pick_and_place", [1, 2, 3]),  # reach, move the block, place it
+        ("aloha_sim_transfer_cube", [1, 2, 4]),  # touch, lift, then the hand-over holds at once
+    ],
+)
+def test_expert_reaches_the_stages_in_order(envs, name, order):
+    env, expert = envs(name), make_expert(name)
+    observation = env.reset(seed=0)
+    expert.start(env, 0)
+    assert env.stage() == 0
+    stages = []
+    for _ in range(env.max_steps):
+        observation, _, success, done = env.step(expert.act(observation))
+        stages.append(env.stage())
+        if done:
+            break
+    assert success and stages[-1] == len(SIM_TASKS[name].stages)
+    assert list(dict.fromkeys(s for s in stages if s)) == order  # first appearances
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "seeds"),

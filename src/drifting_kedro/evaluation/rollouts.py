@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from drifting_kedro.evaluation.policy import InferencePolicy
 from drifting_kedro.sim.base import Observation
-from drifting_kedro.sim.registry import make_env
+from drifting_kedro.sim.registry import make_env, task_spec
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ class EpisodeResult:
     success: bool
     reward: float
     length: int
+    stage: int = 0  # the furthest of the task's stages reached
     frames: list[np.ndarray] = field(default_factory=list)  # camera frames when recorded
 
 
@@ -102,6 +103,7 @@ def run_episode(
             result.reward += float(reward)
             result.length += 1
             result.success = result.success or bool(success)
+            result.stage = max(result.stage, env.stage())
         return result
     finally:
         env.close()
@@ -117,8 +119,9 @@ def evaluate_closed_loop(
     temporal_ensemble: bool,
     videos: int,
 ) -> tuple[dict[str, float], list[EpisodeResult]]:
-    """Success rate, mean reward and episode length over seeded episodes; the first `videos`
-    episodes keep their frames."""
+    """Success rate, mean reward, episode length and, per stage of the task before success, the
+    fraction of episodes that got that far (`stage_<name>`); the first `videos` episodes keep
+    their frames."""
     results = [
         run_episode(
             policy,
@@ -137,5 +140,7 @@ def evaluate_closed_loop(
         "mean_length": float(np.mean([r.length for r in results])),
         "episodes": float(len(results)),
     }
+    for number, name in enumerate(task_spec(dataset).stages[:-1], start=1):  # last: success
+        metrics[f"stage_{name}"] = float(np.mean([r.stage >= number for r in results]))
     logger.info("closed loop %s: %s", dataset, metrics)
     return metrics, results

@@ -105,6 +105,7 @@ class AlohaSimEnv(SimEnv):
         physics = self._env.physics
         self._renderer = CheapRenderer(physics.model.ptr, image_size, {spec.camera_keys[0]: "top"})
         self._steps = 0
+        self._reward = 0.0
 
     @property
     def physics(self) -> dm_mujoco.Physics:
@@ -116,6 +117,7 @@ class AlohaSimEnv(SimEnv):
         self._env.task.random.seed(seed)
         timestep = self._env.reset()
         self._steps = 0
+        self._reward = 0.0
         return self._observation(timestep.observation["qpos"])
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
@@ -126,10 +128,13 @@ class AlohaSimEnv(SimEnv):
             )
         timestep = self._env.step(action)
         self._steps += 1
-        reward = float(timestep.reward)
+        reward = self._reward = float(timestep.reward)
         success = reward >= self._env.task.max_reward
         done = success or self._steps >= self.max_steps
         return self._observation(timestep.observation["qpos"]), reward, success, done
+
+    def stage(self) -> int:
+        return int(self._reward)  # gym-aloha's reward is the stage reached at this step
 
     def close(self) -> None:
         self._renderer.close()

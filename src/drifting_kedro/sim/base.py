@@ -38,6 +38,9 @@ class TaskSpec:
     action_names: tuple[str, ...]
     state_names: tuple[str, ...]
     robot_type: str
+    # Milestones of the task in order, the last one being success: closed-loop evaluation
+    # reports how many episodes got how far, which a success rate of 0 cannot tell.
+    stages: tuple[str, ...] = ("success",)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -57,6 +60,10 @@ class SimEnv(abc.ABC):
         `done` is True once the episode succeeded or reached `max_steps`; stepping past
         `max_steps` raises, so a runaway loop cannot go unnoticed.
         """
+
+    @abc.abstractmethod
+    def stage(self) -> int:
+        """How many of `spec.stages` the current state reaches (0 .. len(spec.stages))."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -26,6 +26,8 @@ CAMERAS = {
     "observation.images.side": {"azimuth": 90.0, "elevation": -20.0, "distance": 1.2},
 }
 CAMERA_LOOKAT = (1.3, 0.75, 0.5)  # the middle of the table, where blocks and goals are sampled
+REACHED_DISTANCE = 0.03  # grip centre to block centre (the block is 5 cm wide), metres
+MOVED_DISTANCE = 0.02  # block displacement from where the episode placed it, metres
 
 
 def _free_camera(key: str) -> mujoco.MjvCamera:
@@ -65,11 +67,15 @@ class FetchSimEnv(SimEnv):
         )
         self._raw: dict[str, np.ndarray] = {}
         self._steps = 0
+        self._success = False
+        self._object_start = np.zeros(3)
 
     def reset(self, seed: int) -> Observation:
         self._raw, _ = self._env.reset(seed=seed)
         self._env._render_callback()  # moves the red target site onto this episode's goal
         self._steps = 0
+        self._success = False
+        self._object_start = self.object_position
         return self._observation()
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
@@ -82,7 +88,7 @@ class FetchSimEnv(SimEnv):
             action = self.delta_action(action)
         self._raw, reward, _, _, info = self._env.step(action)
         self._steps += 1
-        success = bool(info["is_success"])
+        success = self._success = bool(info["is_success"])
         done = success or self._steps >= self.max_steps
         return self._observation(), float(reward), success, done
 
@@ -103,6 +109,14 @@ class FetchSimEnv(SimEnv):
     @property
     def goal(self) -> np.ndarray:
         return self._raw["desired_goal"].copy()  # [3]
+
+    def stage(self) -> int:
+        """0, 1 the grip reached the block, 2 the block moved, 3 success (spec.stages)."""
+        if self._success:
+            return 3
+        if np.linalg.norm(self.object_position - self._object_start) > MOVED_DISTANCE:
+            return 2
+        return int(np.linalg.norm(self.grip_position - self.object_position) < REACHED_DISTANCE)
 
     def close(self) -> None:
         self._renderer.close()

@@ -9,8 +9,12 @@ from drifting_kedro.sim.aloha import AlohaSimEnv
 from drifting_kedro.sim.base import SimEnv, TaskSpec
 from drifting_kedro.sim.fetch import FetchSimEnv
 
+FETCH_STAGES = ("reached", "moved", "success")
 
-def _task(name: str, max_steps: int, robot_type: str, **extra: str) -> TaskSpec:
+
+def _task(
+    name: str, max_steps: int, robot_type: str, stages: tuple[str, ...], **extra: str
+) -> TaskSpec:
     dataset = get_spec(name)
     return TaskSpec(
         name=name,
@@ -21,6 +25,7 @@ def _task(name: str, max_steps: int, robot_type: str, **extra: str) -> TaskSpec:
         action_names=dataset.action_names,
         state_names=dataset.state_names,
         robot_type=robot_type,
+        stages=stages,
         extra={"simulator": dataset.source_id, **extra},
     )
 
@@ -28,11 +33,24 @@ def _task(name: str, max_steps: int, robot_type: str, **extra: str) -> TaskSpec:
 SIM_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        _task("aloha_sim_transfer_cube", 400, "aloha", task="transfer_cube"),
-        _task("aloha_sim_insertion", 400, "aloha", task="insertion"),
-        _task("fetch_pick_and_place", 50, "fetch"),
-        _task("fetch_push", 50, "fetch"),
-        _task("fetch_pick_and_place_abs", 50, "fetch", absolute="true"),
+        # gym-aloha's reward levels 1-4
+        _task(
+            "aloha_sim_transfer_cube",
+            400,
+            "aloha",
+            ("touched", "lifted", "transfer_attempted", "success"),
+            task="transfer_cube",
+        ),
+        _task(
+            "aloha_sim_insertion",
+            400,
+            "aloha",
+            ("touched_both", "grasped_both", "peg_on_socket", "success"),
+            task="insertion",
+        ),
+        _task("fetch_pick_and_place", 50, "fetch", FETCH_STAGES),
+        _task("fetch_push", 50, "fetch", FETCH_STAGES),
+        _task("fetch_pick_and_place_abs", 50, "fetch", FETCH_STAGES, absolute="true"),
     )
 }
 

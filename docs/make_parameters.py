@@ -192,15 +192,12 @@ def render() -> str:
         "",
         "Every parameter of `conf/base/parameters_*.yml` with its base value, the `smoke` "
         "override (blank: inherited from base), and what it does. Environments overlay base "
-        "per top-level key: `conf/<env>/parameters_<pipeline>.yml` replaces a whole top-level "
-        "entry such as `train`, so copy the full entry when you override one field. *unset* "
-        "marks a base parameter that the smoke entry leaves out: it takes the code's default "
-        "(the dataclass defaults are listed at the end), not the base value.",
+        "leaf by leaf: `conf/<env>/parameters_<pipeline>.yml` names only the keys it changes "
+        "(a list, such as `ingest.sources`, is replaced whole), and so does `--params`.",
         "",
     ]
     for pipeline in PIPELINES:
         base, smoke = load("base", pipeline), load("smoke", pipeline)
-        replaced = {key.split(".")[0] for key in smoke}  # top-level entries smoke replaces
         lines += [
             f"## parameters_{pipeline}.yml",
             "",
@@ -208,11 +205,7 @@ def render() -> str:
             "|---|---|---|---|",
         ]
         for key, value in base.items():
-            override = ""
-            if key in smoke and smoke[key] != value:
-                override = _cell(smoke[key])
-            elif key not in smoke and key.split(".")[0] in replaced:
-                override = "*unset*"
+            override = _cell(smoke[key]) if key in smoke and smoke[key] != value else ""
             lines.append(f"| `{key}` | {_cell(value)} | {override} | {meaning(key)} |")
         lines.append("")
     sections = (

@@ -79,11 +79,3 @@ def test_cuda_only_option_on_cpu_names_the_option(project):
         project, "--env=smoke", "--pipeline=precompute", "--params=features.device=cuda"
     )
     assert_one_clear_message(result, "features.device", "no CUDA device")
-
-
-def test_train_block_dropped_by_a_params_override_names_the_parameter_and_the_fix():
-    # What `--env=<env with parameter files> --params=train.trainer.max_steps=…` passes.
-    from drifting_kedro.pipelines.train.nodes import _run_dir
-
-    with pytest.raises(KeyError, match=r"train\.runs_dir is missing.*parameters_train\.yml"):
-        _run_dir({"trainer": {"max_steps": 2}})

@@ -70,12 +70,6 @@ def _run_dir(train_options: dict) -> Path:
                 f"train.resume_from={resumed} holds no checkpoints/last.pt to resume from"
             )
         return resumed
-    if "runs_dir" not in train_options:
-        raise KeyError(
-            "parameter train.runs_dir is missing. With an --env that has its own parameter "
-            "files, Kedro lets a --params override of train.* replace the whole `train` block; "
-            "put the override into conf/<env>/parameters_train.yml instead"
-        )
     active = mlflow.active_run()
     name = active.info.run_id if active else time.strftime("%Y%m%d-%H%M%S")
     return Path(train_options["runs_dir"]) / name

@@ -24,6 +24,11 @@ from drifting_kedro.sim.base import CheapRenderer, Observation, SimEnv, TaskSpec
 logger = logging.getLogger(__name__)
 
 ALOHA_TASKS = ("transfer_cube", "insertion")
+# gym-aloha's reward levels 1-4 of each task, which `AlohaSimEnv.stage` reports.
+ALOHA_STAGES = {
+    "transfer_cube": ("touched", "lifted", "transfer_attempted", "success"),
+    "insertion": ("touched_both", "grasped_both", "peg_on_socket", "success"),
+}
 # MuJoCo 3.x softens gym-aloha's mocap welds (solimp .25 .25) so much that the gripper lags
 # and the grasped cube slips; a stiff impedance makes the weld track the mocap (measured: the
 # transfer-cube replay succeeds on 24/24 seeds with it, 0/8 with MuJoCo's default 0.9 0.95).

@@ -26,6 +26,7 @@ CAMERAS = {
     "observation.images.side": {"azimuth": 90.0, "elevation": -20.0, "distance": 1.2},
 }
 CAMERA_LOOKAT = (1.3, 0.75, 0.5)  # the middle of the table, where blocks and goals are sampled
+FETCH_STAGES = ("reached", "moved", "success")  # what `FetchSimEnv.stage` counts
 REACHED_DISTANCE = 0.03  # grip centre to block centre (the block is 5 cm wide), metres
 MOVED_DISTANCE = 0.02  # block displacement from where the episode placed it, metres
 
@@ -111,7 +112,7 @@ class FetchSimEnv(SimEnv):
         return self._raw["desired_goal"].copy()  # [3]
 
     def stage(self) -> int:
-        """0, 1 the grip reached the block, 2 the block moved, 3 success (spec.stages)."""
+        """0, 1 the grip reached the block, 2 the block moved, 3 success (FETCH_STAGES)."""
         if self._success:
             return 3
         if np.linalg.norm(self.object_position - self._object_start) > MOVED_DISTANCE:

@@ -5,11 +5,9 @@ Names, instructions, native layouts, cameras and fps come from the dataset regis
 """
 
 from drifting_kedro.action_space import get_spec
-from drifting_kedro.sim.aloha import AlohaSimEnv
+from drifting_kedro.sim.aloha import ALOHA_STAGES, AlohaSimEnv
 from drifting_kedro.sim.base import SimEnv, TaskSpec
-from drifting_kedro.sim.fetch import FetchSimEnv
-
-FETCH_STAGES = ("reached", "moved", "success")
+from drifting_kedro.sim.fetch import FETCH_STAGES, FetchSimEnv
 
 
 def _task(
@@ -33,21 +31,14 @@ def _task(
 SIM_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        # gym-aloha's reward levels 1-4
         _task(
             "aloha_sim_transfer_cube",
             400,
             "aloha",
-            ("touched", "lifted", "transfer_attempted", "success"),
+            ALOHA_STAGES["transfer_cube"],
             task="transfer_cube",
         ),
-        _task(
-            "aloha_sim_insertion",
-            400,
-            "aloha",
-            ("touched_both", "grasped_both", "peg_on_socket", "success"),
-            task="insertion",
-        ),
+        _task("aloha_sim_insertion", 400, "aloha", ALOHA_STAGES["insertion"], task="insertion"),
         _task("fetch_pick_and_place", 50, "fetch", FETCH_STAGES),
         _task("fetch_push", 50, "fetch", FETCH_STAGES),
         _task("fetch_pick_and_place_abs", 50, "fetch", FETCH_STAGES, absolute="true"),

@@ -64,6 +64,8 @@ MEANINGS: dict[str, str] = {
     "evaluate.closed_loop.temporal_ensemble": "predict every step and average overlapping "
     "chunks (ACT) instead of replanning",
     "evaluate.closed_loop.videos": "rollout videos kept per dataset",
+    "evaluate.closed_loop.threads": "torch threads for the rollouts (null: torch's default, all "
+    "cores); seeded episodes replay exactly only at the same count",
     "evaluate.latency.repeats": "timed calls per generator",
     "evaluate.latency.baseline_steps": "step counts of the multi-step diffusion baseline timed "
     "against the 1-step policy",

@@ -1,15 +1,23 @@
 """ChunkExecutor: open-loop chunks between re-plans, and ACT temporal ensembling; a seeded
-closed-loop episode replays exactly."""
+closed-loop episode replays exactly; rollouts run at the configured torch thread count."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 from policy_helpers import perturb_zero_init
 
 from drifting_kedro.action_space import UNIFIED_DIM
+from drifting_kedro.evaluation import rollouts
 from drifting_kedro.evaluation.policy import InferencePolicy
-from drifting_kedro.evaluation.rollouts import ChunkExecutor, run_episode
+from drifting_kedro.evaluation.rollouts import (
+    ChunkExecutor,
+    EpisodeResult,
+    evaluate_closed_loop,
+    run_episode,
+)
+from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.features.backbone import build_backbone
 from drifting_kedro.model import DriftingPolicy, policy_config
 from drifting_kedro.normalization import compute_stats
@@ -92,3 +100,29 @@ def test_a_seeded_episode_replays_exactly(fetch_policy):
     assert all(np.array_equal(a, b) for a, b in zip(first.frames, again.frames, strict=True))
     other = _fetch_episode(fetch_policy, 5)  # another scene and other noise draws
     assert not np.array_equal(first.frames[-1], other.frames[-1])
+
+
+def test_rollouts_run_at_the_configured_thread_count_and_restore_it(monkeypatch):
+    seen = []
+
+    def record_threads(policy, dataset, seed, **options):
+        seen.append(torch.get_num_threads())
+        return EpisodeResult(seed=seed, success=True, reward=1.0, length=1, stage=3)
+
+    monkeypatch.setattr(rollouts, "run_episode", record_threads)
+    outside = torch.get_num_threads()
+    with torch_threads(2):
+        metrics, _ = evaluate_closed_loop(
+            None, "fetch_pick_and_place", [1, 3], image_size=96, replan_every=1,
+            temporal_ensemble=True, videos=0, threads=1,
+        )  # fmt: skip
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 1]
+    assert metrics["success_rate"] == 1.0
+    assert torch.get_num_threads() == outside
+
+
+@pytest.mark.parametrize("count", [0, -2, 1.5])
+def test_a_thread_count_that_is_not_a_positive_integer_is_rejected(count):
+    with pytest.raises(ValueError, match="thread count"), torch_threads(count):
+        pass

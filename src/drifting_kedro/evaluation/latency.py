@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import torch
-
 from drifting_kedro.evaluation.policy import InferencePolicy
+from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.model import DriftingPolicy
 from drifting_kedro.sim.base import Observation
 
@@ -19,9 +18,7 @@ def median_latency_ms(
     """Median wall time of `call` in milliseconds with `threads` torch threads."""
     if repeats < 1:
         raise ValueError(f"evaluate.latency.repeats must be >= 1, got {repeats}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for _ in range(warmup):
             call()
         times = []
@@ -29,8 +26,6 @@ def median_latency_ms(
             start = time.perf_counter()
             call()
             times.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        torch.set_num_threads(previous)
     return statistics.median(times)
 
 

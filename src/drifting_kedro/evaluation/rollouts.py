@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drifting_kedro.evaluation.policy import InferencePolicy
+from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.sim.base import Observation
 from drifting_kedro.sim.registry import make_env, task_spec
 
@@ -118,22 +119,24 @@ def evaluate_closed_loop(
     replan_every: int,
     temporal_ensemble: bool,
     videos: int,
+    threads: int | None = None,
 ) -> tuple[dict[str, float], list[EpisodeResult]]:
     """Success rate, mean reward, episode length and, per stage of the task before success, the
     fraction of episodes that got that far (`stage_<name>`); the first `videos` episodes keep
-    their frames."""
-    results = [
-        run_episode(
-            policy,
-            dataset,
-            seed,
-            image_size=image_size,
-            replan_every=replan_every,
-            temporal_ensemble=temporal_ensemble,
-            record=i < videos,
-        )
-        for i, seed in enumerate(tqdm(seeds, desc=f"rollouts {dataset}", unit="episode"))
-    ]
+    their frames. `threads` fixes torch's thread count for the rollouts (None: as it is)."""
+    with torch_threads(threads):
+        results = [
+            run_episode(
+                policy,
+                dataset,
+                seed,
+                image_size=image_size,
+                replan_every=replan_every,
+                temporal_ensemble=temporal_ensemble,
+                record=i < videos,
+            )
+            for i, seed in enumerate(tqdm(seeds, desc=f"rollouts {dataset}", unit="episode"))
+        ]
     metrics = {
         "success_rate": float(np.mean([r.success for r in results])),
         "mean_reward": float(np.mean([r.reward for r in results])),

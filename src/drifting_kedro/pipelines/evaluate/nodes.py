@@ -78,6 +78,7 @@ def evaluate_in_simulation(
             replan_every=options["replan_every"],
             temporal_ensemble=options["temporal_ensemble"],
             videos=options["videos"],
+            threads=options["threads"],
         )
         fps = task_spec(source["name"]).fps
         for episode in episodes[: options["videos"]]:

@@ -2,25 +2,32 @@
 
 from pathlib import Path
 
+import yaml
 from kedro.config import OmegaConfigLoader
 
 from drifting_kedro.settings import CONFIG_LOADER_ARGS
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+BASE = {
+    "train": {"runs_dir": "data/06_models/runs", "trainer": {"max_steps": 1500, "lr": 0.001}},
+    "ingest": {"sources": [{"name": "a"}, {"name": "b"}], "val_fraction": 0.1},
+}
+ENV = {"train": {"trainer": {"max_steps": 8000}}, "ingest": {"sources": [{"name": "c"}]}}
 
 
-def test_env_and_runtime_overrides_change_only_the_keys_they_name():
+def _write(folder: Path, parameters: dict) -> None:
+    folder.mkdir(parents=True)
+    (folder / "parameters.yml").write_text(yaml.safe_dump(parameters))
+
+
+def test_env_and_runtime_overrides_change_only_the_keys_they_name(tmp_path):
+    _write(tmp_path / "base", BASE)
+    _write(tmp_path / "long", ENV)
     runtime = {"train": {"trainer": {"lr": 0.0005}}}
-    params = OmegaConfigLoader(str(CONF), env="long", runtime_params=runtime, **CONFIG_LOADER_ARGS)[
-        "parameters"
-    ]
-    trainer = params["train"]["trainer"]
-    assert trainer["lr"] == 0.0005  # --params
-    assert trainer["max_steps"] == 4000  # conf/long
-    assert trainer["dataset_weights"] == {"fetch_pick_and_place_abs": 10000}
-    assert trainer["batch_size"] == 32 and params["train"]["runs_dir"]  # base, kept
-    assert [s["name"] for s in params["ingest"]["sources"]] == [  # a list is replaced whole
-        "aloha_sim_transfer_cube",
-        "fetch_pick_and_place_abs",
-    ]
-    assert params["ingest"]["val_fraction"] == 0.1  # base, kept
+    params = OmegaConfigLoader(
+        str(tmp_path), env="long", runtime_params=runtime, **CONFIG_LOADER_ARGS
+    )["parameters"]
+    assert params["train"] == {
+        "runs_dir": "data/06_models/runs",  # base, kept beside the env's and --params' keys
+        "trainer": {"max_steps": 8000, "lr": 0.0005},
+    }
+    assert params["ingest"] == {"sources": [{"name": "c"}], "val_fraction": 0.1}  # list: whole

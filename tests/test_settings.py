@@ -31,3 +31,15 @@ def test_env_and_runtime_overrides_change_only_the_keys_they_name(tmp_path):
         "trainer": {"max_steps": 8000, "lr": 0.0005},
     }
     assert params["ingest"] == {"sources": [{"name": "c"}], "val_fraction": 0.1}  # list: whole
+
+
+def test_the_long_env_keeps_every_base_parameter_it_does_not_name():
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    base = OmegaConfigLoader(str(conf), env="base", **CONFIG_LOADER_ARGS)["parameters"]
+    long = OmegaConfigLoader(str(conf), env="long", **CONFIG_LOADER_ARGS)["parameters"]
+    named = yaml.safe_load((conf / "long" / "parameters_train.yml").read_text())["train"]["trainer"]
+    assert long["train"]["runs_dir"] == base["train"]["runs_dir"]
+    for key, value in base["train"]["trainer"].items():
+        if key not in named:
+            assert long["train"]["trainer"][key] == value, key
+    assert long["ingest"]["val_fraction"] == base["ingest"]["val_fraction"]

@@ -20,6 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from drifting_kedro.evaluation.policy import observation_pixels  # noqa: E402
 from drifting_kedro.features.backbone import build_backbone  # noqa: E402
 from drifting_kedro.sim import demo_seeds, make_env  # noqa: E402
 from drifting_kedro.sim.record import eval_seeds  # noqa: E402
@@ -38,8 +39,7 @@ def scene_features(
     try:
         for seed in seeds:
             observation = env.reset(seed)
-            views = np.stack([observation.images[key] for key in sorted(observation.images)])
-            pixels = torch.from_numpy(views).permute(0, 3, 1, 2)[None]  # [1, V, 3, S, S]
+            pixels = observation_pixels(observation.images, image_size)  # [1, V, 3, S, S]
             with torch.no_grad():
                 encoded = backbone.encode(pixels, [observation.instruction])
             image_tokens = encoded.tokens[0][encoded.token_camera[0] >= 0]  # [V * cells, H]
@@ -47,7 +47,7 @@ def scene_features(
             targets.append(np.concatenate([env.object_position, env.goal]))
     finally:
         env.close()
-    return np.stack(features), np.stack(targets), len(image_tokens) // len(views)
+    return np.stack(features), np.stack(targets), len(image_tokens) // pixels.shape[1]
 
 
 def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,12 +65,7 @@ class InferencePolicy:
         self, dataset: str, images: dict[str, np.ndarray], instruction: str, state: np.ndarray
     ) -> dict[str, torch.Tensor]:
         """The model's inputs for one observation, prepared exactly as for training."""
-        views = np.stack(
-            [resize_square(images[key][None], self.image_size)[0] for key in sorted(images)]
-        )  # [V, S, S, 3], cameras sorted as in ingest
-        pixels = (
-            torch.from_numpy(views).permute(0, 3, 1, 2)[None].to(self.device)
-        )  # [1, V, 3, S, S]
+        pixels = observation_pixels(images, self.image_size).to(self.device)
         encoded = self.backbone.encode(pixels, [instruction])
         unified_state = normalize(
             state_to_unified(np.asarray(state, np.float32), dataset), self.stats[dataset], "state"
@@ -107,6 +102,13 @@ class InferencePolicy:
         unified = denormalize(unified.float().cpu().numpy(), self.stats[dataset], "action")
         unified = clip_to_data_range(unified, self.stats[dataset].action)
         return from_unified(normalize_quaternions(unified, dataset), dataset)
+
+
+def observation_pixels(images: dict[str, np.ndarray], image_size: int) -> torch.Tensor:
+    """The backbone's uint8 input [1, V, 3, S, S] for one observation's camera images, cameras
+    sorted and resized as ingest stored the training frames."""
+    views = np.stack([resize_square(images[key][None], image_size)[0] for key in sorted(images)])
+    return torch.from_numpy(views).permute(0, 3, 1, 2)[None]
 
 
 def load_policy_model(checkpoint: dict, use_ema: bool = True) -> DriftingPolicy:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 
@@ -33,13 +34,29 @@ def test_env_and_runtime_overrides_change_only_the_keys_they_name(tmp_path):
     assert params["ingest"] == {"sources": [{"name": "c"}], "val_fraction": 0.1}  # list: whole
 
 
-def test_the_long_env_keeps_every_base_parameter_it_does_not_name():
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    base = OmegaConfigLoader(str(conf), env="base", **CONFIG_LOADER_ARGS)["parameters"]
-    long = OmegaConfigLoader(str(conf), env="long", **CONFIG_LOADER_ARGS)["parameters"]
-    named = yaml.safe_load((conf / "long" / "parameters_train.yml").read_text())["train"]["trainer"]
-    assert long["train"]["runs_dir"] == base["train"]["runs_dir"]
-    for key, value in base["train"]["trainer"].items():
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ENVS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and any(p.glob("parameters_*.yml")))
+
+
+def _leaves(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
+    """Leaf path -> value; a list is one leaf (it merges whole)."""
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(_leaves(value, (*prefix, key)))
+        else:
+            leaves[(*prefix, key)] = value
+    return leaves
+
+
+@pytest.mark.parametrize("env", [e for e in ENVS if e != "base"])
+def test_every_project_env_keeps_every_base_parameter_it_does_not_name(env):
+    base = OmegaConfigLoader(str(CONF), env="base", **CONFIG_LOADER_ARGS)["parameters"]
+    merged = OmegaConfigLoader(str(CONF), env=env, **CONFIG_LOADER_ARGS)["parameters"]
+    named = set()
+    for path in (CONF / env).glob("parameters_*.yml"):
+        named |= set(_leaves(yaml.safe_load(path.read_text())))
+    merged_leaves = _leaves(merged)
+    for key, value in _leaves(base).items():
         if key not in named:
-            assert long["train"]["trainer"][key] == value, key
-    assert long["ingest"]["val_fraction"] == base["ingest"]["val_fraction"]
+            assert merged_leaves[key] == value, ".".join(key)

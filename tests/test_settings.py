@@ -60,3 +60,16 @@ def test_every_project_env_keeps_every_base_parameter_it_does_not_name(env):
     for key, value in _leaves(base).items():
         if key not in named:
             assert merged_leaves[key] == value, ".".join(key)
+
+
+def test_project_envs_never_share_a_simulated_root_with_other_recording_settings():
+    """Ingest refuses a recorded root whose settings differ: envs run in one project must agree."""
+    recordings = {}
+    for env in ENVS:
+        params = OmegaConfigLoader(str(CONF), env=env, **CONFIG_LOADER_ARGS)["parameters"]
+        for source in params["ingest"]["sources"]:
+            if source["kind"] == "sim":
+                settings = (source["name"], source["num_episodes"], source["seed"])
+                recordings.setdefault(source["root"], {})[env] = (*settings, source["image_size"])
+    for root, by_env in recordings.items():
+        assert len(set(by_env.values())) == 1, (root, by_env)

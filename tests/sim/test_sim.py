@@ -1,6 +1,7 @@
 """Simulated envs, scripted experts and the demonstration recorder."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from drifting_kedro.sim import (
     recorded_seeds,
 )
 from drifting_kedro.sim.record import rollout
+from drifting_kedro.sources import SourceConfig, iter_source_episodes
 
 STATE_WIDTH = {
     "aloha_sim_transfer_cube": 14,
@@ -214,6 +216,22 @@ def test_record_dataset_writes_successful_episodes(tmp_path):
     assert not (tmp_path / "fetch.partial").exists()
     with pytest.raises(FileExistsError, match="not empty"):
         record_dataset("fetch_pick_and_place", root, num_episodes=1)
+
+
+def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
+    root = tmp_path / "fetch"
+    record_dataset("fetch_pick_and_place", root, num_episodes=1, seed=3, image_size=32)
+    source = SourceConfig(
+        name="fetch_pick_and_place", kind="sim", root=str(root), num_episodes=1, seed=3,
+        image_size=32,
+    )  # fmt: skip
+    assert [e.episode_index for e in iter_source_episodes(source)] == [0]
+    with pytest.raises(ValueError, match=r"num_episodes=1 \(configured 5\); give the source"):
+        next(iter_source_episodes(replace(source, num_episodes=5)))
+    with pytest.raises(ValueError, match=r"seed=3 \(configured 0\), image_size=32 \(conf"):
+        next(iter_source_episodes(replace(source, seed=0, image_size=96)))
+    with pytest.raises(ValueError, match=r"dataset=fetch_pick_and_place \(configured fetch_p"):
+        next(iter_source_episodes(replace(source, name="fetch_push")))
 
 
 def test_record_dataset_gives_up_after_max_attempts(tmp_path):

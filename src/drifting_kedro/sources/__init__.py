@@ -77,10 +77,12 @@ def iter_source_episodes(
 
 def _generated_root(source: SourceConfig) -> Path:
     """The simulated dataset's root, recording its demonstrations first if it is not there."""
-    from drifting_kedro.sim.record import record_dataset
+    from drifting_kedro.sim.record import check_recording, record_dataset
 
     root = Path(source.root)
-    if not (root / "meta" / "info.json").exists():
+    if (root / "meta" / "info.json").exists():
+        check_recording(source.name, root, source.num_episodes, source.seed, source.image_size)
+    else:
         logger.info(
             "Generating %d demonstrations of %s into %s", source.num_episodes, source.name, root
         )

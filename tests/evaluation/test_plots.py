@@ -53,6 +53,8 @@ def test_dataset_panel_is_a_valid_png(dataset_pngs, panel):
 def test_summary_panels_are_valid_pngs(per_dim_mse):
     assert_valid_png(plots.per_dim_error_radar(per_dim_mse))
     assert_valid_png(plots.success_rates({"aloha_sim_transfer_cube": {"success_rate": 0.4}}))
+    with_interval = {"success_rate": 0.4, "success_ci95_low": 0.27, "success_ci95_high": 0.54}
+    assert_valid_png(plots.success_rates({"aloha_sim_transfer_cube": with_interval}))
     assert_valid_png(
         plots.latency_bars({"drifting_1step/threads1": 12.0, "diffusion_10step/threads1": 95.0})
     )

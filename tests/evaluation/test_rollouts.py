@@ -16,6 +16,7 @@ from drifting_kedro.evaluation.rollouts import (
     EpisodeResult,
     evaluate_closed_loop,
     run_episode,
+    wilson_interval,
 )
 from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.features.backbone import build_backbone
@@ -119,6 +120,8 @@ def test_rollouts_run_at_the_configured_thread_count_and_restore_it(monkeypatch)
         assert torch.get_num_threads() == 2
     assert seen == [1, 1]
     assert metrics["success_rate"] == 1.0
+    assert metrics["success_ci95_low"] == pytest.approx(0.3424, abs=1e-4)  # 2/2 proves little
+    assert metrics["success_ci95_high"] == 1.0
     assert torch.get_num_threads() == outside
 
 
@@ -126,3 +129,21 @@ def test_rollouts_run_at_the_configured_thread_count_and_restore_it(monkeypatch)
 def test_a_thread_count_that_is_not_a_positive_integer_is_rejected(count):
     with pytest.raises(ValueError, match="thread count"), torch_threads(count):
         pass
+
+
+def test_wilson_interval_matches_the_formula_and_stays_in_the_unit_interval():
+    assert wilson_interval(35, 50) == pytest.approx((0.5625, 0.8090), abs=1e-4)
+    assert wilson_interval(19, 50) == pytest.approx((0.2586, 0.5185), abs=1e-4)  # scipy binomtest
+    low, high = wilson_interval(0, 50)
+    assert low == 0.0 and high == pytest.approx(0.0714, abs=1e-4)
+    assert wilson_interval(50, 50)[1] == 1.0
+    for successes in range(0, 21):
+        low, high = wilson_interval(successes, 20)
+        assert 0 <= low <= successes / 20 <= high <= 1
+    with pytest.raises(ValueError, match="got 3/2"):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError, match="no seeds to roll out"):
+        evaluate_closed_loop(
+            None, "fetch_push", [], image_size=96, replan_every=1, temporal_ensemble=True,
+            videos=0,
+        )  # fmt: skip

@@ -66,13 +66,19 @@ def per_dim_error_radar(per_dim: pd.DataFrame) -> bytes:
 
 
 def success_rates(closed_loop: dict[str, dict[str, float]]) -> bytes:
-    """Closed-loop success rate per simulated dataset."""
+    """Closed-loop success rate per simulated dataset, with its 95 % interval when known."""
     names = sorted(closed_loop)
     figure, axis = plt.subplots(figsize=(1.8 + 1.6 * len(names), 3.2))
     rates = [closed_loop[name]["success_rate"] for name in names]
     axis.bar(names, rates, color="tab:green")
-    for x, rate in enumerate(rates):
-        axis.text(x, rate + 0.02, f"{rate:.0%}", ha="center")
+    tops = rates
+    if all("success_ci95_low" in closed_loop[name] for name in names):
+        lows = [closed_loop[name]["success_ci95_low"] for name in names]
+        tops = [closed_loop[name]["success_ci95_high"] for name in names]
+        spread = np.abs(np.array([lows, tops]) - np.array(rates))
+        axis.errorbar(names, rates, yerr=spread, fmt="none", ecolor="black", capsize=4)
+    for x, (rate, top) in enumerate(zip(rates, tops, strict=True)):
+        axis.text(x, top + 0.02, f"{rate:.0%}", ha="center")
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("success rate")
     axis.set_title("closed-loop success")

@@ -69,7 +69,7 @@ def test_project_envs_never_share_a_simulated_root_with_other_recording_settings
         params = OmegaConfigLoader(str(CONF), env=env, **CONFIG_LOADER_ARGS)["parameters"]
         for source in params["ingest"]["sources"]:
             if source["kind"] == "sim":
-                settings = (source["name"], source["num_episodes"], source["seed"])
-                recordings.setdefault(source["root"], {})[env] = (*settings, source["image_size"])
+                settings = [source[k] for k in ("name", "num_episodes", "seed", "image_size")]
+                recordings.setdefault(source["root"], {})[env] = tuple(settings)
     for root, by_env in recordings.items():
         assert len(set(by_env.values())) == 1, (root, by_env)

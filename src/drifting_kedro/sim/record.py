@@ -245,22 +245,19 @@ def check_recording(
     or image size) would silently train on the old demonstrations.
     """
     meta = _recording_meta(root)
-    recorded = {
-        "dataset": meta["dataset"],
-        "num_episodes": meta["successes"],
-        "seed": meta["base_seed"],
-        "image_size": meta["image_size"],
+    recorded_and_configured = {
+        "dataset": (meta["dataset"], dataset_name),
+        "num_episodes": (meta["successes"], num_episodes),
+        "seed": (meta["base_seed"], seed),
+        "image_size": (meta["image_size"], image_size),
     }
-    configured = {
-        "dataset": dataset_name,
-        "num_episodes": num_episodes,
-        "seed": seed,
-        "image_size": image_size,
-    }
-    differ = [key for key in configured if configured[key] != recorded[key]]
+    differ = [
+        f"{key}={was} (configured {wanted})"
+        for key, (was, wanted) in recorded_and_configured.items()
+        if was != wanted
+    ]
     if differ:
-        settings = ", ".join(f"{k}={recorded[k]} (configured {configured[k]})" for k in differ)
         raise ValueError(
-            f"{dataset_name}: {root} was recorded with {settings}; give the source a new "
-            "root or delete this one to record it again"
+            f"{dataset_name}: {root} was recorded with {', '.join(differ)}; give the source a "
+            "new root or delete this one to record it again"
         )

@@ -53,6 +53,8 @@ MEANINGS: dict[str, str] = {
     "train.trainer": "keyword arguments of `TrainConfig` (all fields below)",
     "train.trainer.model_overrides.action_patch": "consecutive actions per generator token",
     # parameters_evaluate.yml
+    "evaluate.checkpoint": "`''`: the catalog's `policy_checkpoint`; or a kept "
+    "`<runs_dir>/<run>/checkpoints/step_<N>.pt`, evaluated with its run's statistics",
     "evaluate.use_ema": "evaluate the EMA weights (else the raw model weights)",
     "evaluate.sampling_steps": "sampler steps K of a diffusion / flow baseline checkpoint "
     "(a drifting checkpoint always acts in 1)",
@@ -102,6 +104,8 @@ MEANINGS: dict[str, str] = {
     "train.trainer.num_workers": "DataLoader workers per rank",
     "train.trainer.log_every": "steps between logged metrics (MLflow + `metrics.jsonl`)",
     "train.trainer.checkpoint_every": "steps between `checkpoints/last.pt` writes",
+    "train.trainer.keep_every": "also keep `checkpoints/step_<N>.pt` every N steps (0: off), "
+    "to evaluate several budgets of one run",
     "train.trainer.seed": "seed of noise, CFG α and batch order (per rank)",
     "train.trainer.bf16": "`auto` (bf16 autocast on CUDA only) \\| `on` \\| `off`",
     "train.trainer.stop_after_step": "stop as if killed after this step (resume tests)",

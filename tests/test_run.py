@@ -51,10 +51,17 @@ def test_registry_lists_every_pipeline(smoke_project):
         assert f"- {name}\n" in result.stdout
 
 
-@pytest.mark.slow
-def test_smoke_run_trains_through_torchrun_and_tracks_in_mlflow(smoke_project):
+@pytest.fixture(scope="module")
+def smoke_run(smoke_project) -> Path:
+    """`kedro run --env=smoke` once for the tests that read what it wrote."""
     result = kedro(smoke_project, "run", "--env=smoke")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return smoke_project
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_through_torchrun_and_tracks_in_mlflow(smoke_run):
+    smoke_project = smoke_run
 
     checkpoints = list((smoke_project / "data/06_models/smoke/policy_checkpoint.pt").glob("*/*.pt"))
     assert len(checkpoints) == 1
@@ -70,6 +77,26 @@ def test_smoke_run_trains_through_torchrun_and_tracks_in_mlflow(smoke_project):
     assert "train/loss" in metrics  # logged by rank 0 inside the torchrun subprocess
     assert "eval.aloha_sim_transfer_cube/success_rate" in metrics
     assert "eval.aloha_sim_transfer_cube/stage_lifted" in metrics  # how far failures got
+
+
+@pytest.mark.slow
+def test_a_kept_checkpoint_evaluates_in_a_run_of_its_own(smoke_run):
+    (kept,) = smoke_run.glob("data/06_models/smoke/runs/*/checkpoints/step_10.pt")
+    evaluate = ("run", "--env=smoke", "--pipelines=evaluate")
+    result = kedro(smoke_run, *evaluate, f"--params=evaluate.checkpoint={kept}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    mse = "eval.aloha_sim_transfer_cube/mse"
+    with sqlite3.connect(smoke_run / "mlflow.db") as db:
+        runs = db.execute("select run_uuid from runs order by start_time").fetchall()
+        (final,), (step_10,) = runs
+        params = dict(db.execute("select key, value from params where run_uuid = ?", (step_10,)))
+        errors = dict(db.execute("select run_uuid, value from metrics where key = ?", (mse,)))
+    assert params["evaluate.checkpoint"] == str(kept)
+    assert errors[step_10] != errors[final]  # offline draws are seeded: another checkpoint
+
+    missing = kedro(smoke_run, *evaluate, "--params=evaluate.checkpoint=step_99.pt")
+    assert missing.returncode != 0
+    assert "train.trainer.keep_every" in missing.stdout + missing.stderr
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def test_flash_attention_on_a_cpu_machine_fails_before_launch_naming_the_option(
         ({"loss_mode": "marginal"}, "train.loss_mode"),
         ({"generations": 1}, "train.generations"),
         ({"model_overrides": {"action_patch": 7}}, "action_patch"),
+        ({"keep_every": -1}, "train.keep_every"),
     ],
 )
 def test_bad_trainer_settings_name_the_parameter(fields, message):

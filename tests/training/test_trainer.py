@@ -1,5 +1,6 @@
 """The torchrun trainer on a small real-format training set: checkpoints, resume, DDP, learning."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 from training_set import DATASET, history, write_training_set
 
+from drifting_kedro.training.checkpoint import load_run_checkpoint
 from drifting_kedro.training.config import TrainConfig
 from drifting_kedro.training.train import main
 
@@ -31,6 +33,27 @@ def test_final_checkpoint_loads_weights_only(train_config):
     assert state["step"] == 12
     assert set(state) >= {"model", "ema", "optimizer", "scheduler", "rng", "model_config"}
     assert state["train_config"]["head"] == "drifting"
+
+
+def test_kept_checkpoints_are_the_run_at_their_step_with_its_statistics(train_config):
+    config = train_config(max_steps=12, checkpoint_every=5, keep_every=4)
+    final = torch.load(main(config), weights_only=True)
+    kept = {int(path.stem[5:]): path.name for path in config.parent.glob("checkpoints/step_*")}
+    assert sorted(kept) == [4, 8, 12]
+
+    stats = json.loads(Path(final["train_config"]["stats_path"]).read_text())
+    states = {}
+    for step in (4, 8, 12):
+        states[step], step_stats = load_run_checkpoint(config.parent / "checkpoints" / kept[step])
+        assert states[step]["step"] == step
+        assert step_stats == stats
+    assert all(torch.equal(final["ema"][k], v) for k, v in states[12]["ema"].items())
+    assert not all(torch.equal(states[4]["ema"][k], v) for k, v in states[8]["ema"].items())
+
+
+def test_a_missing_kept_checkpoint_names_the_option_that_keeps_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"step_400\.pt .*train\.trainer\.keep_every"):
+        load_run_checkpoint(tmp_path / "checkpoints" / "step_400.pt")
 
 
 @pytest.mark.parametrize("head", ["diffusion", "flow"])

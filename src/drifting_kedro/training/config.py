@@ -47,6 +47,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
+    keep_every: int = 0  # also keep checkpoints/step_<N>.pt every N steps (0: last.pt only)
     seed: int = 0
     bf16: str = "auto"  # auto = bf16 autocast on CUDA only
     stop_after_step: int | None = None  # stop (as if killed) after this step; for resume tests
@@ -89,6 +90,7 @@ class TrainConfig:
                 self.grad_accum_steps >= 1,
                 f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}",
             ),
+            (self.keep_every >= 0, f"train.keep_every must be >= 0, got {self.keep_every}"),
             (self.bf16 in ("auto", "on", "off"), f"train.bf16={self.bf16!r} not in auto/on/off"),
             (
                 bool(self.feature_paths) or bool(self.online_backbone),

@@ -425,8 +425,11 @@ def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path
                 metric_logger.log_metrics(stats, step=done)
                 _append_history(run_dir / "metrics.jsonl", done, stats)
                 progress.set_postfix(loss=f"{stats['train/loss']:.4f}")
-        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+        kept = cfg.keep_every > 0 and done % cfg.keep_every == 0
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or kept:
             trainer.save(done, last_path)
+        if kept and rank == 0:
+            shutil.copyfile(last_path, last_path.with_name(f"step_{done}.pt"))
         if cfg.stop_after_step is not None and done >= cfg.stop_after_step:
             break
     final_path = run_dir / "checkpoints" / "final.pt"

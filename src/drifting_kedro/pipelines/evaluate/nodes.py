@@ -168,7 +168,9 @@ def _sampling_steps(policy_checkpoint: dict, evaluate_options: dict) -> int:
     return int(evaluate_options["sampling_steps"])
 
 
-def _evaluated(policy_checkpoint: dict, norm_stats: dict, evaluate_options: dict):
+def _evaluated(
+    policy_checkpoint: dict, norm_stats: dict, evaluate_options: dict
+) -> tuple[dict, dict]:
     """The catalog's checkpoint and statistics, or the file `evaluate.checkpoint` names."""
     if not evaluate_options["checkpoint"]:
         return policy_checkpoint, norm_stats

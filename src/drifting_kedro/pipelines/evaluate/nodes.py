@@ -22,6 +22,21 @@ from drifting_kedro.training.online import backbone_from_checkpoint
 logger = logging.getLogger(__name__)
 
 
+def select_checkpoint(
+    policy_checkpoint: dict, norm_stats: dict, evaluate_options: dict
+) -> tuple[dict, dict]:
+    """The checkpoint every evaluate node scores, and the statistics it was trained on.
+
+    Returns:
+        The catalog's `policy_checkpoint` and `norm_stats`, or, when `evaluate.checkpoint` names
+        a kept `step_<N>.pt`, that file and its own run's statistics.
+    """
+    if not evaluate_options["checkpoint"]:
+        return policy_checkpoint, norm_stats
+    logger.info("evaluating %s instead of policy_checkpoint", evaluate_options["checkpoint"])
+    return load_run_checkpoint(evaluate_options["checkpoint"])
+
+
 def evaluate_offline(
     policy_checkpoint: dict,
     norm_stats: dict,
@@ -37,7 +52,6 @@ def evaluate_offline(
     held_out = unified_actions[unified_actions["split"] == "val"]
     if held_out.empty:
         raise ValueError("no held-out episodes for offline metrics: raise ingest.val_fraction")
-    policy_checkpoint, norm_stats = _evaluated(policy_checkpoint, norm_stats, evaluate_options)
     model = load_policy_model(policy_checkpoint, evaluate_options["use_ema"])
     samples = PolicySamples(
         held_out, DatasetStats.from_dict(norm_stats), vlm_features, model.config.action_horizon
@@ -168,20 +182,9 @@ def _sampling_steps(policy_checkpoint: dict, evaluate_options: dict) -> int:
     return int(evaluate_options["sampling_steps"])
 
 
-def _evaluated(
-    policy_checkpoint: dict, norm_stats: dict, evaluate_options: dict
-) -> tuple[dict, dict]:
-    """The catalog's checkpoint and statistics, or the file `evaluate.checkpoint` names."""
-    if not evaluate_options["checkpoint"]:
-        return policy_checkpoint, norm_stats
-    logger.info("evaluating %s instead of policy_checkpoint", evaluate_options["checkpoint"])
-    return load_run_checkpoint(evaluate_options["checkpoint"])
-
-
 def _inference_policy(
     policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
 ) -> InferencePolicy:
-    policy_checkpoint, norm_stats = _evaluated(policy_checkpoint, norm_stats, evaluate_options)
     # An online-VLM checkpoint carries its backbone (with the trained LoRA adapters).
     if "online_vlm" in policy_checkpoint:
         backbone = backbone_from_checkpoint(policy_checkpoint)

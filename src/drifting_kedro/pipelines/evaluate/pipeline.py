@@ -2,11 +2,17 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import evaluate_in_simulation, evaluate_offline, measure_latency, summarize_evaluation
+from .nodes import (
+    evaluate_in_simulation,
+    evaluate_offline,
+    measure_latency,
+    select_checkpoint,
+    summarize_evaluation,
+)
 
 POLICY_INPUTS = [
-    "policy_checkpoint",
-    "norm_stats",
+    "evaluated_checkpoint",
+    "evaluated_norm_stats",
     "params:ingest",
     "params:features",
     "params:evaluate",
@@ -17,10 +23,16 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                func=select_checkpoint,
+                inputs=["policy_checkpoint", "norm_stats", "params:evaluate"],
+                outputs=["evaluated_checkpoint", "evaluated_norm_stats"],
+                name="select_checkpoint_node",
+            ),
+            Node(
                 func=evaluate_offline,
                 inputs=[
-                    "policy_checkpoint",
-                    "norm_stats",
+                    "evaluated_checkpoint",
+                    "evaluated_norm_stats",
                     "unified_actions",
                     "vlm_features",
                     "params:evaluate",

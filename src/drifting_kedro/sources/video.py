@@ -12,6 +12,8 @@ the neighbouring frame, which silently misaligns images and actions.
 import io
 import logging
 import os
+import threading
+import time
 from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +31,9 @@ DEFAULT_CRF = 30
 # Tried in order when the preferred encoder is missing from PyAV's bundled FFmpeg.
 FALLBACK_VCODECS = ("libaom-av1", "libx264")
 TIMESTAMP_TOLERANCE_S = 1e-4  # lerobot's default `tolerance_s`
+# An encoder that takes no frame for this long is deadlocked, not slow (a frame takes ~2 ms).
+ENCODE_STALL_S = 60.0
+ENCODE_ATTEMPTS = 3
 
 
 class VideoDecodeError(ValueError):
@@ -67,32 +72,93 @@ def pick_video_codec(preferred: str = DEFAULT_VCODEC) -> str:
     )
 
 
-def _encoder_options(codec: str) -> dict[str, str]:
+def _encoder_options(codec: str, *, single_threaded: bool = False) -> dict[str, str]:
     options = {"g": str(DEFAULT_GOP), "crf": str(DEFAULT_CRF)}
     if codec == "libx264":
         # B-frames give negative dts at the start of each episode, which cannot be appended
         # after the previous episode in one mp4 without re-encoding.
         options["bf"] = "0"
+    if codec == "libsvtav1" and single_threaded:
+        # The lowest level of parallelism; SVT-AV1's bitstream does not depend on it.
+        options["svtav1-params"] = "lp=1"
     return options
 
 
-def encode_episode_video(frames: np.ndarray, fps: int, codec: str) -> bytes:
-    """Encode `frames` [T, H, W, 3] uint8 RGB into a standalone mp4, lerobot's settings."""
+def encode_episode_video(
+    frames: np.ndarray, fps: int, codec: str, *, stall_s: float = ENCODE_STALL_S
+) -> bytes:
+    """Encode `frames` [T, H, W, 3] uint8 RGB into a standalone mp4, lerobot's settings.
+
+    SVT-AV1 4.1 (PyAV's bundled encoder) can deadlock on a busy machine: the call then waits
+    forever at 0 % CPU (4 processes encoding side by side for 10 min: 2 of them hung). The
+    encode runs in a worker thread, and an encoder that has taken no frame for `stall_s`
+    seconds is abandoned and the episode encoded again with a fresh one, at SVT-AV1's lowest
+    parallelism (the same bytes, 2.4x slower; 0 hangs in the same 10 min test).
+    """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(
             f"video frames must be [T, H, W, 3] uint8, got {frames.shape} {frames.dtype}"
         )
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr unless told
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps, options=_encoder_options(codec))
-        stream.pix_fmt = DEFAULT_PIX_FMT
-        stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())  # flush the encoder
-    return buffer.getvalue()
+    for attempt in range(1, ENCODE_ATTEMPTS + 1):
+        encode = _EpisodeEncode(
+            frames, fps, codec, _encoder_options(codec, single_threaded=attempt > 1)
+        )
+        encode.start()
+        if _finished(encode, stall_s):
+            if encode.error is not None:
+                raise encode.error
+            return encode.mp4
+        logger.warning(
+            "Video encoder %r took no frame for %.0f s (%d of %d frames done): abandoning it "
+            "and encoding the episode again (attempt %d of %d)",
+            codec, stall_s, encode.frames_done, len(frames), attempt + 1, ENCODE_ATTEMPTS,
+        )  # fmt: skip
+    raise RuntimeError(
+        f"video encoder {codec!r} stalled {ENCODE_ATTEMPTS} times on a {frames.shape} episode; "
+        "the machine may be overloaded: run fewer jobs beside this one"
+    )
+
+
+class _EpisodeEncode(threading.Thread):
+    """One episode's encode in a daemon thread that counts the frames the encoder has taken, so
+    a deadlocked encoder (no progress) is told apart from a slow one. PyAV releases the GIL
+    inside the encoder, so the waiting thread keeps running."""
+
+    def __init__(self, frames: np.ndarray, fps: int, codec: str, options: dict[str, str]):
+        super().__init__(name=f"encode-{codec}", daemon=True)
+        self.frames, self.fps, self.codec, self.options = frames, fps, codec, options
+        self.frames_done = 0
+        self.mp4 = b""
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            buffer = io.BytesIO()
+            with av.open(buffer, "w", format="mp4") as container:
+                stream = container.add_stream(self.codec, rate=self.fps, options=self.options)
+                stream.pix_fmt = DEFAULT_PIX_FMT
+                stream.height, stream.width = int(self.frames.shape[1]), int(self.frames.shape[2])
+                for image in self.frames:
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                    container.mux(stream.encode(frame))
+                    self.frames_done += 1
+                container.mux(stream.encode())  # flush the encoder
+            self.mp4 = buffer.getvalue()
+        except Exception as error:  # raised again in the caller's thread
+            self.error = error
+
+
+def _finished(encode: _EpisodeEncode, stall_s: float) -> bool:
+    """Wait for the encode; False as soon as it has taken no frame for `stall_s` seconds."""
+    done, since = encode.frames_done, time.monotonic()
+    while encode.is_alive():
+        encode.join(timeout=min(1.0, stall_s / 4))
+        if encode.frames_done != done:
+            done, since = encode.frames_done, time.monotonic()
+        elif encode.is_alive() and time.monotonic() - since > stall_s:
+            return False
+    return True
 
 
 class VideoFileMuxer:

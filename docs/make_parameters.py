@@ -30,6 +30,8 @@ MEANINGS: dict[str, str] = {
     "ingest.sources[].num_episodes": "`sim` only: successful demonstrations to generate",
     "ingest.sources[].seed": "`sim` only: first demonstration seed (evaluation uses odd seeds)",
     "ingest.sources[].image_size": "`sim` only: rendered camera size",
+    "ingest.sources[].use_videos": "`sim` only: cameras as LeRobot's AV1 video (lossy) instead "
+    "of PNG images",
     "ingest.sources[].options": "adapter keywords: `rlbench` tasks, cameras; "
     "`dexgraspnet` scenes, robot, camera, max_grasps_per_object",
     "ingest.frames_dir": "where the per-dataset HDF5 frame stores are written",

@@ -70,6 +70,7 @@ def test_project_envs_never_share_a_simulated_root_with_other_recording_settings
         for source in params["ingest"]["sources"]:
             if source["kind"] == "sim":
                 settings = [source[k] for k in ("name", "num_episodes", "seed", "image_size")]
+                settings.append(source.get("use_videos", False))
                 recordings.setdefault(source["root"], {})[env] = tuple(settings)
     for root, by_env in recordings.items():
         assert len(set(by_env.values())) == 1, (root, by_env)

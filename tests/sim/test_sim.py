@@ -232,6 +232,25 @@ def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
         next(iter_source_episodes(replace(source, seed=0, image_size=96)))
     with pytest.raises(ValueError, match=r"dataset=fetch_pick_and_place \(configured fetch_p"):
         next(iter_source_episodes(replace(source, name="fetch_push")))
+    with pytest.raises(ValueError, match=r"use_videos=False \(configured True\)"):
+        next(iter_source_episodes(replace(source, use_videos=True)))
+
+
+def test_recorded_cameras_are_the_renders_the_policy_sees_unless_videos_are_asked_for(
+    tmp_path, envs
+):
+    """PNG frames are the rollout's renders bit for bit; AV1 video (lerobot's default) is not."""
+    name, seed = "fetch_pick_and_place", 0
+    rendered = rollout(envs(name), make_expert(name), seed).frames
+    for use_videos in (False, True):
+        root = tmp_path / f"videos_{use_videos}"
+        record_dataset(name, root, num_episodes=1, seed=seed, image_size=32, use_videos=use_videos)
+        info = json.loads((root / "meta" / "info.json").read_text())
+        (episode,) = _check_generated(root, name, 1, 50)
+        for key in SIM_TASKS[name].camera_keys:
+            assert info["features"][key]["dtype"] == ("video" if use_videos else "image")
+            same = np.array_equal(episode.images[key], rendered[key])
+            assert same != use_videos, (key, use_videos)
 
 
 def test_record_dataset_gives_up_after_max_attempts(tmp_path):

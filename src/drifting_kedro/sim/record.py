@@ -107,8 +107,13 @@ def rollout(env: SimEnv, expert: Expert, seed: int) -> RecordedEpisode:
     return RecordedEpisode(frames=frames, success=bool(success))
 
 
-def lerobot_features(spec: TaskSpec, image_size: int) -> dict[str, dict]:
-    """LeRobot feature spec of a simulated dataset (default columns are the writer's)."""
+def lerobot_features(spec: TaskSpec, image_size: int, use_videos: bool) -> dict[str, dict]:
+    """LeRobot feature spec of a simulated dataset (default columns are the writer's).
+
+    Cameras are PNG images in the data files unless `use_videos`: closed-loop evaluation feeds
+    the policy raw renders, and features of AV1-decoded renders (crf 30, lerobot's setting) sit
+    half as far from the raw ones as two frames 10 steps apart (transfer cube, small-real).
+    """
     features = {
         "observation.state": {
             "dtype": "float32",
@@ -123,7 +128,7 @@ def lerobot_features(spec: TaskSpec, image_size: int) -> dict[str, dict]:
     }
     for key in spec.camera_keys:
         features[key] = {
-            "dtype": "video",
+            "dtype": "video" if use_videos else "image",
             "shape": [image_size, image_size, 3],
             "names": ["height", "width", "channels"],
         }
@@ -137,6 +142,7 @@ def record_dataset(
     seed: int = 0,
     *,
     image_size: int = 96,
+    use_videos: bool = False,
     max_attempts: int | None = None,
 ) -> GenerationReport:
     """Write `num_episodes` successful expert demonstrations of a simulated task to `root`.
@@ -177,7 +183,7 @@ def record_dataset(
         partial,
         repo_id=f"drifting_kedro/{dataset_name}",
         fps=spec.fps,
-        features=lerobot_features(spec, image_size),
+        features=lerobot_features(spec, image_size, use_videos),
         robot_type=spec.robot_type,
     ) as writer:
         try:
@@ -212,6 +218,7 @@ def record_dataset(
         "episodes_per_minute": report.episodes_per_minute,
         "base_seed": seed,
         "image_size": image_size,
+        "use_videos": use_videos,
         "seed_rule": "demo seeds are even 2*(seed+i); evaluation uses odd eval_seeds",
         "instruction": spec.instruction,
         "simulator": spec.extra.get("simulator", ""),
@@ -237,12 +244,18 @@ def recorded_seeds(root: str | Path) -> list[int]:
 
 
 def check_recording(
-    dataset_name: str, root: str | Path, num_episodes: int, seed: int, image_size: int
+    dataset_name: str,
+    root: str | Path,
+    *,
+    num_episodes: int,
+    seed: int,
+    image_size: int,
+    use_videos: bool,
 ) -> None:
     """Fail if `root` holds a recording made with other settings than the ones configured.
 
     A recording is reused as it is, so without this check a changed `num_episodes` (or seed,
-    or image size) would silently train on the old demonstrations.
+    image size or camera storage) would silently train on the old demonstrations.
     """
     meta = _recording_meta(root)
     recorded_and_configured = {
@@ -250,6 +263,8 @@ def check_recording(
         "num_episodes": (meta["successes"], num_episodes),
         "seed": (meta["base_seed"], seed),
         "image_size": (meta["image_size"], image_size),
+        # Recordings older than the option stored their cameras as video.
+        "use_videos": (meta.get("use_videos", True), use_videos),
     }
     differ = [
         f"{key}={was} (configured {wanted})"

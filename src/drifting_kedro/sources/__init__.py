@@ -30,6 +30,7 @@ class SourceConfig:
     num_episodes: int = 0  # sim only: successful demonstrations to generate
     seed: int = 0  # sim only: first demonstration seed
     image_size: int = 96  # sim only: rendered camera size
+    use_videos: bool = False  # sim only: cameras as AV1 video (lossy) instead of PNG images
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific keywords
 
     def __post_init__(self) -> None:
@@ -81,7 +82,14 @@ def _generated_root(source: SourceConfig) -> Path:
 
     root = Path(source.root)
     if (root / "meta" / "info.json").exists():
-        check_recording(source.name, root, source.num_episodes, source.seed, source.image_size)
+        check_recording(
+            source.name,
+            root,
+            num_episodes=source.num_episodes,
+            seed=source.seed,
+            image_size=source.image_size,
+            use_videos=source.use_videos,
+        )
     else:
         logger.info(
             "Generating %d demonstrations of %s into %s", source.num_episodes, source.name, root
@@ -92,6 +100,7 @@ def _generated_root(source: SourceConfig) -> Path:
             num_episodes=source.num_episodes,
             seed=source.seed,
             image_size=source.image_size,
+            use_videos=source.use_videos,
         )
         logger.info("%s expert: %s", source.name, report)
     return root

@@ -1,6 +1,7 @@
 """How precisely a backbone's image tokens locate Fetch's block and goal, by image size and scenes.
 
 Run: python benchmarks/object_localization.py [--scenes 400,1200] [--image-sizes 96,160]
+     [--image-strides 32,16]
 
 Before a two-hour training run, this answers whether the features can place the block finely
 enough for a grasp (the gripper's fingers close ~2 cm around it). For each image size, the first
@@ -8,7 +9,8 @@ frame of every scene is rendered in both views and encoded; a ridge readout from
 image tokens (spatial layout kept) is fitted on the first n demonstration scenes (even seeds,
 lambda by 5-fold cross-validation on them) and scored on held-out evaluation scenes (odd seeds,
 the ones the closed loop uses). The RMSE in cm is a floor on what a policy reading the same
-features can do without more scenes or pixels.
+features can do without more scenes or pixels. `small-real` is measured at each of its image
+strides (its last 3x3 map at 96 px, or the 6x6 map of block 13), on the same renders.
 """
 
 import argparse
@@ -30,24 +32,27 @@ RIDGE_LAMBDAS = (1e1, 1e2, 1e3, 1e4, 1e5)
 
 
 def scene_features(
-    backbone: torch.nn.Module, dataset: str, seeds: list[int], image_size: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Flattened image tokens [N, F] of each scene's first frame, block + goal xyz [N, 6], and
-    the image tokens per view."""
+    backbones: list[torch.nn.Module], dataset: str, seeds: list[int], image_size: int
+) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
+    """Per backbone, the flattened image tokens [N, F] of each scene's first frame and the image
+    tokens per view; block + goal xyz [N, 6]."""
     env = make_env(dataset, image_size=image_size)
-    features, targets = [], []
+    features: list[list[np.ndarray]] = [[] for _ in backbones]
+    cells, targets = [0] * len(backbones), []
     try:
         for seed in seeds:
             observation = env.reset(seed)
             pixels = observation_pixels(observation.images, image_size)  # [1, V, 3, S, S]
-            with torch.no_grad():
-                encoded = backbone.encode(pixels, [observation.instruction])
-            image_tokens = encoded.tokens[0][encoded.token_camera[0] >= 0]  # [V * cells, H]
-            features.append(image_tokens.flatten().numpy())
+            for i, backbone in enumerate(backbones):
+                with torch.no_grad():
+                    encoded = backbone.encode(pixels, [observation.instruction])
+                image_tokens = encoded.tokens[0][encoded.token_camera[0] >= 0]  # [V * cells, H]
+                features[i].append(image_tokens.flatten().numpy())
+                cells[i] = len(image_tokens) // pixels.shape[1]
             targets.append(np.concatenate([env.object_position, env.goal]))
     finally:
         env.close()
-    return np.stack(features), np.stack(targets), len(image_tokens) // pixels.shape[1]
+    return [np.stack(f) for f in features], np.stack(targets), cells
 
 
 def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,29 +92,40 @@ def main() -> None:
     parser.add_argument("--scenes", default="400,1200", help="training scene counts")
     parser.add_argument("--image-sizes", default="96,160")
     parser.add_argument("--held-out", type=int, default=200, help="evaluation scenes")
+    parser.add_argument("--image-strides", default="32,16", help="small-real's image_stride")
     args = parser.parse_args()
     scene_counts = sorted(int(n) for n in args.scenes.split(","))
-    backbone = build_backbone(args.backbone).eval()
+    options = (
+        [{"image_stride": int(s)} for s in args.image_strides.split(",")]
+        if args.backbone == "small-real"
+        else [{}]
+    )
+    backbones = [build_backbone(args.backbone, **o).eval() for o in options]
     print(f"{args.dataset}, backbone {args.backbone}, {args.held_out} held-out scenes")  # noqa: T201
-    print("image size | train scenes | tokens/view | lambda | RMSE cm block x y | goal x y z")  # noqa: T201
+    print(  # noqa: T201
+        "image size | options | scenes | tokens/view | lambda | RMSE cm block x y | goal x y z"
+    )
     for image_size in (int(s) for s in args.image_sizes.split(",")):
         start = time.perf_counter()
-        x_train, y_train, cells = scene_features(
-            backbone, args.dataset, demo_seeds(0, scene_counts[-1]), image_size
+        train_features, y_train, cells = scene_features(
+            backbones, args.dataset, demo_seeds(0, scene_counts[-1]), image_size
         )
-        x_test, y_test, _ = scene_features(
-            backbone, args.dataset, eval_seeds(0, args.held_out), image_size
+        test_features, y_test, _ = scene_features(
+            backbones, args.dataset, eval_seeds(0, args.held_out), image_size
         )
         seconds = time.perf_counter() - start
-        for n in scene_counts:
-            xs, xt = standardize(x_train[:n], x_test)
-            lam = choose_lambda(xs, y_train[:n])
-            weights, mean = fit_ridge(xs, y_train[:n], lam)
-            rmse = np.sqrt(((xt @ weights + mean - y_test) ** 2).mean(0)) * 100
-            print(  # noqa: T201
-                f"{image_size:10d} | {n:12d} | {cells:11d} | {lam:6g} | "
-                f"{rmse[0]:5.2f} {rmse[1]:5.2f} | {rmse[3]:5.2f} {rmse[4]:5.2f} {rmse[5]:5.2f}"
-            )
+        for option, x_train, x_test, tokens in zip(
+            options, train_features, test_features, cells, strict=True
+        ):
+            for n in scene_counts:
+                xs, xt = standardize(x_train[:n], x_test)
+                lam = choose_lambda(xs, y_train[:n])
+                weights, mean = fit_ridge(xs, y_train[:n], lam)
+                rmse = np.sqrt(((xt @ weights + mean - y_test) ** 2).mean(0)) * 100
+                print(  # noqa: T201
+                    f"{image_size:10d} | {option} | {n:6d} | {tokens:11d} | {lam:6g} | "
+                    f"{rmse[0]:5.2f} {rmse[1]:5.2f} | {rmse[3]:5.2f} {rmse[4]:5.2f} {rmse[5]:5.2f}"
+                )
         print(f"  ({seconds:.0f} s to render and encode {scene_counts[-1] + args.held_out} scenes)")  # noqa: T201
     spread = y_test.std(0) * 100
     print(  # noqa: T201

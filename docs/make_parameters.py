@@ -45,7 +45,7 @@ MEANINGS: dict[str, str] = {
     "features.backbone": "`small-real` \\| `qwen3vl` \\| `paligemma2` \\| `qwen3vl-tiny-random` "
     "\\| `paligemma2-tiny-random`",
     "features.backbone_options": "keywords for the backbone, e.g. `model_path` of a local "
-    "Qwen3-VL / PaliGemma2 copy",
+    "Qwen3-VL / PaliGemma2 copy, `image_stride` (32 \\| 16) of `small-real`",
     "features.device": "`cpu` or `cuda` (each torchrun rank then uses its own GPU)",
     "features.batch_size": "frames per backbone forward pass",
     "features.staging_dir": "resumable per-backbone cache of feature stores; versions link to it",

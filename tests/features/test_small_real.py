@@ -6,12 +6,13 @@ from PIL import Image
 
 from drifting_kedro.features.backbone import build_backbone
 from drifting_kedro.features.small_real import (
-    IMAGE_WIDTH,
     IMAGENET_MEAN,
     IMAGENET_STD,
     _package_file,
     load_mobilenet_v2,
 )
+
+IMAGE_WIDTH = 1280  # channels of MobileNetV2's last map, the default image tokens
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,30 @@ def test_shapes_and_layout(backbone):
     torch.testing.assert_close(out.pooled[:, IMAGE_WIDTH:], language[:, IMAGE_WIDTH:])
     torch.testing.assert_close(language[0], language[2])  # same instruction, same token
     assert not torch.allclose(language[0], language[1])
+
+
+def test_stride_16_tokens_are_the_map_the_stride_32_tokens_are_computed_from(backbone):
+    fine = build_backbone("small-real", image_stride=16)
+    images = _images(b=2, v=2)
+    with torch.no_grad():
+        out, coarse = fine.encode(images, ["a", "b"]), backbone.encode(images, ["a", "b"])
+    assert fine.hidden_size == 96 + 384
+    assert out.tokens.shape == (2, 2 * 36 + 1, 480) and out.pooled.shape == (2, 480)
+    assert out.token_camera[0].tolist() == [0] * 36 + [1] * 36 + [-1]
+    torch.testing.assert_close(out.tokens[:, -1, 96:], coarse.tokens[:, -1, IMAGE_WIDTH:])
+    # One network, cut at block 13: its 6x6 map, run through the rest, is the 3x3 map.
+    fine_map = out.tokens[:, :-1, :96].reshape(4, 6, 6, 96).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        rest = backbone.image_encoder.features[14:](fine_map)
+    torch.testing.assert_close(
+        rest.flatten(2).transpose(1, 2).reshape(2, 18, IMAGE_WIDTH),
+        coarse.tokens[:, :-1, :IMAGE_WIDTH],
+        atol=1e-4,
+        rtol=1e-4,
+    )
+    assert fine.config_hash() != backbone.config_hash()
+    with pytest.raises(ValueError, match="image_stride=8 is not one of \\[16, 32\\]"):
+        build_backbone("small-real", image_stride=8)
 
 
 def test_deterministic_across_instances(backbone):

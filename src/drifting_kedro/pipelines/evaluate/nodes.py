@@ -189,7 +189,10 @@ def _inference_policy(
     if "online_vlm" in policy_checkpoint:
         backbone = backbone_from_checkpoint(policy_checkpoint)
     else:
-        backbone = build_backbone(features_options["backbone"])
+        # The features' own backbone options (a local model_path, small-real's image_stride).
+        backbone = build_backbone(
+            features_options["backbone"], **features_options.get("backbone_options", {})
+        )
     return InferencePolicy.from_checkpoint(
         policy_checkpoint,
         DatasetStats.from_dict(norm_stats),

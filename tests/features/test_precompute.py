@@ -145,8 +145,9 @@ def test_small_real_end_to_end(tmp_path, write_frames):
     summary = run_precompute(frames, out, "small-real", batch_size=2, progress=False)
     store = FeatureStore(out)
     assert summary["samples"] == 5 and len(store) == 5 and not store.random_init
-    assert store.hidden_size == 1664 and store[0]["tokens"].shape == (2 * 1 + 1, 1664)
-    assert store[4]["token_camera"].tolist() == [0, 1, -1]
+    # 32 px views at image stride 16: a 2x2 map, 4 tokens per view, 96 + 384 wide.
+    assert store.hidden_size == 480 and store[0]["tokens"].shape == (2 * 4 + 1, 480)
+    assert store[4]["token_camera"].tolist() == [0] * 4 + [1] * 4 + [-1]
 
 
 def _cli(frames, out, *extra: str) -> list[str]:

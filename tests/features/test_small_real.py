@@ -12,7 +12,8 @@ from drifting_kedro.features.small_real import (
     load_mobilenet_v2,
 )
 
-IMAGE_WIDTH = 1280  # channels of MobileNetV2's last map, the default image tokens
+IMAGE_WIDTH = 96  # channels of MobileNetV2's stride-16 map, the default image tokens
+COARSE_WIDTH = 1280  # channels of its last map (image_stride=32)
 
 
 @pytest.fixture(scope="module")
@@ -29,39 +30,40 @@ def test_shapes_and_layout(backbone):
     texts = ["pick up the cube", "open the drawer", "pick up the cube"]
     with torch.no_grad():
         out = backbone.encode(_images(), texts)
-    assert backbone.hidden_size == 1664 and not backbone.random_init
-    assert out.tokens.shape == (3, 2 * 9 + 1, 1664) and out.pooled.shape == (3, 1664)
+    assert backbone.hidden_size == 480 and not backbone.random_init
+    assert out.tokens.shape == (3, 2 * 36 + 1, 480) and out.pooled.shape == (3, 480)
     assert out.mask.all()
-    assert out.token_camera[0].tolist() == [0] * 9 + [1] * 9 + [-1]
+    assert out.token_camera[0].tolist() == [0] * 36 + [1] * 36 + [-1]
     image, language = out.tokens[:, :-1], out.tokens[:, -1]
     assert (image[..., IMAGE_WIDTH:] == 0).all() and (language[:, :IMAGE_WIDTH] == 0).all()
-    assert (image[..., :IMAGE_WIDTH] >= 0).all() and image.abs().sum() > 0  # ReLU6 features
+    assert image.abs().sum() > 0
     torch.testing.assert_close(out.pooled[:, :IMAGE_WIDTH], image[..., :IMAGE_WIDTH].mean(1))
     torch.testing.assert_close(out.pooled[:, IMAGE_WIDTH:], language[:, IMAGE_WIDTH:])
     torch.testing.assert_close(language[0], language[2])  # same instruction, same token
     assert not torch.allclose(language[0], language[1])
 
 
-def test_stride_16_tokens_are_the_map_the_stride_32_tokens_are_computed_from(backbone):
-    fine = build_backbone("small-real", image_stride=16)
+def test_stride_32_tokens_are_the_stride_16_map_run_through_the_rest(backbone):
+    coarse = build_backbone("small-real", image_stride=32)
     images = _images(b=2, v=2)
     with torch.no_grad():
-        out, coarse = fine.encode(images, ["a", "b"]), backbone.encode(images, ["a", "b"])
-    assert fine.hidden_size == 96 + 384
-    assert out.tokens.shape == (2, 2 * 36 + 1, 480) and out.pooled.shape == (2, 480)
-    assert out.token_camera[0].tolist() == [0] * 36 + [1] * 36 + [-1]
-    torch.testing.assert_close(out.tokens[:, -1, 96:], coarse.tokens[:, -1, IMAGE_WIDTH:])
-    # One network, cut at block 13: its 6x6 map, run through the rest, is the 3x3 map.
-    fine_map = out.tokens[:, :-1, :96].reshape(4, 6, 6, 96).permute(0, 3, 1, 2)
+        fine, out = backbone.encode(images, ["a", "b"]), coarse.encode(images, ["a", "b"])
+    assert coarse.hidden_size == COARSE_WIDTH + 384
+    assert out.tokens.shape == (2, 2 * 9 + 1, 1664) and out.pooled.shape == (2, 1664)
+    assert out.token_camera[0].tolist() == [0] * 9 + [1] * 9 + [-1]
+    assert (out.tokens[:, :-1, :COARSE_WIDTH] >= 0).all()  # ReLU6 features
+    torch.testing.assert_close(out.tokens[:, -1, COARSE_WIDTH:], fine.tokens[:, -1, IMAGE_WIDTH:])
+    # One network, cut after block 13: its 6x6 map, run through the rest, is the 3x3 map.
+    fine_map = fine.tokens[:, :-1, :IMAGE_WIDTH].reshape(4, 6, 6, IMAGE_WIDTH).permute(0, 3, 1, 2)
     with torch.no_grad():
         rest = backbone.image_encoder.features[14:](fine_map)
     torch.testing.assert_close(
-        rest.flatten(2).transpose(1, 2).reshape(2, 18, IMAGE_WIDTH),
-        coarse.tokens[:, :-1, :IMAGE_WIDTH],
+        rest.flatten(2).transpose(1, 2).reshape(2, 18, COARSE_WIDTH),
+        out.tokens[:, :-1, :COARSE_WIDTH],
         atol=1e-4,
         rtol=1e-4,
     )
-    assert fine.config_hash() != backbone.config_hash()
+    assert coarse.config_hash() != backbone.config_hash()
     with pytest.raises(ValueError, match="image_stride=8 is not one of \\[16, 32\\]"):
         build_backbone("small-real", image_stride=8)
 
@@ -88,7 +90,7 @@ def test_mobilenet_weights_classify_a_real_photo():
         1, 3, 1, 1
     )
     with torch.no_grad():
-        feature = model.eval()(x).mean((2, 3))  # [1, 1280]
+        feature = model.eval()(x, stride=32).mean((2, 3))  # [1, 1280]
     logits = feature @ classifier["classifier.1.weight"].T + classifier["classifier.1.bias"]
     assert logits.argmax().item() == 652
 

@@ -81,27 +81,19 @@ def _generated_root(source: SourceConfig) -> Path:
     from drifting_kedro.sim.record import check_recording, record_dataset
 
     root = Path(source.root)
+    recording = dict(
+        num_episodes=source.num_episodes,
+        seed=source.seed,
+        image_size=source.image_size,
+        use_videos=source.use_videos,
+    )
     if (root / "meta" / "info.json").exists():
-        check_recording(
-            source.name,
-            root,
-            num_episodes=source.num_episodes,
-            seed=source.seed,
-            image_size=source.image_size,
-            use_videos=source.use_videos,
-        )
+        check_recording(source.name, root, **recording)
     else:
         logger.info(
             "Generating %d demonstrations of %s into %s", source.num_episodes, source.name, root
         )
-        report = record_dataset(
-            source.name,
-            root,
-            num_episodes=source.num_episodes,
-            seed=source.seed,
-            image_size=source.image_size,
-            use_videos=source.use_videos,
-        )
+        report = record_dataset(source.name, root, **recording)
         logger.info("%s expert: %s", source.name, report)
     return root
 

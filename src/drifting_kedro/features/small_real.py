@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 # Channels of the MobileNetV2 feature map taken at each stride, and how many of its
 # `features` modules produce it (block 13 closes the stride-16 stage).
 IMAGE_MAPS = {32: (1280, 19), 16: (96, 14)}
+DEFAULT_IMAGE_STRIDE = 16  # the 6x6 map at 96 px (docs/evaluation.md)
 LANGUAGE_WIDTH = 384  # MiniLM-L6 hidden size
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,7 +127,7 @@ class MobileNetV2Features(nn.Module):
 
 
 @register_preflight("small-real")
-def _small_real_preflight(device: str = "cpu", image_stride: int = 16) -> None:
+def _small_real_preflight(device: str = "cpu", image_stride: int = DEFAULT_IMAGE_STRIDE) -> None:
     """Both weight packages are installed (their files exist); nothing is loaded."""
     del device
     _check_image_stride(image_stride)
@@ -258,7 +259,9 @@ class SmallRealBackbone(Backbone):
     name = "small-real"
     random_init = False
 
-    def __init__(self, device: str | torch.device = "cpu", image_stride: int = 16) -> None:
+    def __init__(
+        self, device: str | torch.device = "cpu", image_stride: int = DEFAULT_IMAGE_STRIDE
+    ) -> None:
         super().__init__()
         _check_image_stride(image_stride)
         self.image_stride = image_stride
@@ -338,6 +341,6 @@ class SmallRealBackbone(Backbone):
 
 @register_backbone("small-real")
 def build_small_real(
-    device: str | torch.device = "cpu", image_stride: int = 16
+    device: str | torch.device = "cpu", image_stride: int = DEFAULT_IMAGE_STRIDE
 ) -> SmallRealBackbone:
     return SmallRealBackbone(device=device, image_stride=image_stride)

@@ -14,7 +14,7 @@ from training_set import DATASET, history, write_training_set
 
 from drifting_kedro.training.checkpoint import load_run_checkpoint
 from drifting_kedro.training.config import TrainConfig
-from drifting_kedro.training.train import main
+from drifting_kedro.training.train import main, warmup_cosine
 
 TRAIN_MODULE = "drifting_kedro.training.train"
 CURVE_KEYS = ("train/loss", "train/drift/lambda_v", f"train/mse/{DATASET}", "train/grad_norm")
@@ -49,6 +49,21 @@ def test_kept_checkpoints_are_the_run_at_their_step_with_its_statistics(train_co
         assert step_stats == stats
     assert all(torch.equal(final["ema"][k], v) for k, v in states[12]["ema"].items())
     assert not all(torch.equal(states[4]["ema"][k], v) for k, v in states[8]["ema"].items())
+
+
+def test_a_finished_run_resumed_with_more_steps_follows_the_longer_schedule(train_config):
+    main(train_config(max_steps=8))
+    extended = train_config(max_steps=16)  # the same run folder, a larger budget
+    assert torch.load(main(extended), weights_only=True)["step"] == 16
+
+    rows = history(extended.parent)
+    assert [row["step"] for row in rows] == list(range(1, 17))
+    cfg = TrainConfig.load(extended)
+    assert rows[7]["train/lr"] == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    for row in rows[8:]:
+        multiplier = warmup_cosine(row["step"], cfg.warmup_steps, 16, cfg.min_lr_ratio)
+        assert row["train/lr"] == pytest.approx(cfg.lr * multiplier)
+    assert rows[8]["train/lr"] > 5 * rows[7]["train/lr"]
 
 
 def test_a_missing_kept_checkpoint_names_the_option_that_keeps_them(tmp_path):

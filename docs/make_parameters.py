@@ -102,6 +102,9 @@ MEANINGS: dict[str, str] = {
     "train.trainer.cfg_alpha_max": "CFG scale α drawn in [1, max]; 1 disables CFG training",
     "train.trainer.cfg_power": "p(α) ∝ α^-k",
     "train.trainer.dataset_weights": "dataset → sampling weight (default: by size)",
+    "train.trainer.state_noise": "dataset → std of Gaussian noise on its normalized input state "
+    "(labels stay clean), so the policy reads objects from the images instead of copying the "
+    "arm's position (evaluation.md)",
     "train.trainer.strategy": "`ddp` \\| `fsdp` (shards the model)",
     "train.trainer.num_workers": "DataLoader workers per rank",
     "train.trainer.log_every": "steps between logged metrics (MLflow + `metrics.jsonl`)",

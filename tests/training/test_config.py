@@ -26,6 +26,7 @@ def test_flash_attention_on_a_cpu_machine_fails_before_launch_naming_the_option(
         ({"generations": 1}, "train.generations"),
         ({"model_overrides": {"action_patch": 7}}, "action_patch"),
         ({"keep_every": -1}, "train.keep_every"),
+        ({"state_noise": {"aloha": -0.1}}, "train.state_noise"),
     ],
 )
 def test_bad_trainer_settings_name_the_parameter(fields, message):

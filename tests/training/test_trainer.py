@@ -190,3 +190,14 @@ def test_loss_options_train_and_checkpoint(train_config, fields):
     assert state["step"] == 4
     if fields.get("loss_mode") == "queue":
         assert state["queue"]  # the queue is saved for resume
+
+
+def test_state_noise_changes_training_and_zero_noise_changes_nothing(train_config, tmp_path):
+    def curve(name: str, **fields) -> list[float]:
+        config = train_config(run_dir=str(tmp_path / name), max_steps=4, **fields)
+        main(config)
+        return [row[f"train/mse/{DATASET}"] for row in history(config.parent)]
+
+    plain = curve("plain")
+    assert curve("zero", state_noise={DATASET: 0.0}) == plain
+    assert curve("noisy", state_noise={DATASET: 1.0}) != plain

@@ -43,6 +43,9 @@ class TrainConfig:
     cfg_alpha_max: float = 1.0  # 1 disables classifier-free guidance training
     cfg_power: float = 3.0  # p(alpha) ∝ alpha^-k
     dataset_weights: dict[str, float] = field(default_factory=dict)  # default: by size
+    # dataset -> std of Gaussian noise on its normalized state (proprio augmentation), so the
+    # policy cannot copy where the arm is instead of reading where the object is
+    state_noise: dict[str, float] = field(default_factory=dict)
     strategy: str = "ddp"
     num_workers: int = 0
     log_every: int = 10
@@ -91,6 +94,10 @@ class TrainConfig:
                 f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}",
             ),
             (self.keep_every >= 0, f"train.keep_every must be >= 0, got {self.keep_every}"),
+            (
+                all(std >= 0 for std in self.state_noise.values()),
+                f"train.state_noise stds must be >= 0, got {self.state_noise}",
+            ),
             (self.bf16 in ("auto", "on", "off"), f"train.bf16={self.bf16!r} not in auto/on/off"),
             (
                 bool(self.feature_paths) or bool(self.online_backbone),

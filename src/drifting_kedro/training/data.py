@@ -153,11 +153,7 @@ def policy_inputs(
 def sample_weights(samples: PolicySamples, dataset_weights: dict[str, float]) -> np.ndarray:
     """Per-sample probabilities: each dataset gets its configured share (default: its size)."""
     sizes = samples.dataset_sizes()
-    unknown = sorted(set(dataset_weights) - set(sizes))
-    if unknown:
-        raise ValueError(
-            f"train.dataset_weights names {unknown}, not in the training data {sorted(sizes)}"
-        )
+    _check_dataset_names("train.dataset_weights", dataset_weights, samples.dataset_names)
     shares = np.array(
         [dataset_weights.get(name, sizes[name]) for name in samples.dataset_names], float
     )
@@ -168,6 +164,30 @@ def sample_weights(samples: PolicySamples, dataset_weights: dict[str, float]) ->
     per_sample = shares / shares.sum() / np.array([sizes[n] for n in samples.dataset_names])
     weights = per_sample[samples.sample_dataset]
     return weights / weights.sum()
+
+
+def _check_dataset_names(option: str, per_dataset: dict, names: list[str]) -> None:
+    unknown = sorted(set(per_dataset) - set(names))
+    if unknown:
+        raise ValueError(f"{option} names {unknown}, not in the training data {sorted(names)}")
+
+
+def state_noise_scales(dataset_names: list[str], state_noise: dict[str, float]) -> torch.Tensor:
+    """Per-dataset std of the state augmentation, indexed by a batch's `dataset_id`."""
+    _check_dataset_names("train.state_noise", state_noise, dataset_names)
+    return torch.tensor([float(state_noise.get(name, 0.0)) for name in dataset_names])
+
+
+def perturb_state(batch: dict, scales: torch.Tensor, generator: torch.Generator) -> dict:
+    """The batch with Gaussian noise of its dataset's std on every present state dim.
+
+    The action labels stay clean: where the arm seems to be no longer predicts where it must go,
+    so the policy has to read the object from the images (the copycat shortcut of proprio).
+    """
+    state = batch["state"]
+    noise = torch.randn(state.shape, generator=generator, device=state.device, dtype=state.dtype)
+    std = scales.to(state.device, state.dtype)[batch["dataset_id"]][:, None]  # [B, 1]
+    return {**batch, "state": state + std * noise * batch["state_mask"]}
 
 
 class StepBatchSampler(Sampler[list[int]]):

@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -55,8 +55,10 @@ from drifting_kedro.training.data import (
     PolicySamples,
     StepBatchSampler,
     collate_samples,
+    perturb_state,
     policy_inputs,
     sample_weights,
+    state_noise_scales,
 )
 from drifting_kedro.training.online import OnlineVLM, build_online_vlm
 
@@ -203,6 +205,7 @@ class Trainer:
     device: torch.device
     rank: int
     online: OnlineVLM | None = None  # the VLM encoding each batch (online mode), else None
+    state_noise: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # std per dataset
 
     def train_step(self, batches, step: int) -> dict[str, float]:
         """One optimizer step over `grad_accum_steps` micro-batches; returns rank-local stats."""
@@ -218,6 +221,8 @@ class Trainer:
             }
             if self.online is not None:
                 batch = self.online.encode(batch, step)
+            if self.state_noise.any():
+                batch = perturb_state(batch, self.state_noise, generator)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 if self.head is None:
                     loss, loss_stats, prediction = drifting_objective(
@@ -346,6 +351,7 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
         device=device,
         rank=rank,
         online=online,
+        state_noise=state_noise_scales(samples.dataset_names, cfg.state_noise),
     )
 
 

@@ -36,17 +36,15 @@ DATASET = "fetch_pick_and_place_abs"
 
 def mean_targets(policy: InferencePolicy, observation, state: np.ndarray, args) -> np.ndarray:
     """Mean target xy over the chunk's first `horizon` steps and `draws` noise draws: [2]."""
-    chunks = [
-        policy.predict_chunk(
-            DATASET,
-            observation.images,
-            observation.instruction,
-            state,
-            generator=torch.Generator().manual_seed(draw),
-        )
-        for draw in range(args.draws)
-    ]
-    return np.mean([chunk[: args.horizon, :2].mean(0) for chunk in chunks], axis=0)
+    chunks = policy.predict_chunks(
+        DATASET,
+        observation.images,
+        observation.instruction,
+        state,
+        num_samples=args.draws,
+        generator=torch.Generator().manual_seed(0),
+    )  # [draws, T, A]
+    return chunks[:, : args.horizon, :2].mean(axis=(0, 1))
 
 
 def slopes(policy: InferencePolicy, seed: int, expert_steps: int, args) -> np.ndarray:

@@ -22,6 +22,7 @@ from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.features.backbone import build_backbone
 from drifting_kedro.model import DriftingPolicy, policy_config
 from drifting_kedro.normalization import compute_stats
+from drifting_kedro.sim import make_env
 
 
 class CountingPredictor:
@@ -147,3 +148,19 @@ def test_wilson_interval_matches_the_formula_and_stays_in_the_unit_interval():
             None, "fetch_push", [], image_size=96, replan_every=1, temporal_ensemble=True,
             videos=0,
         )  # fmt: skip
+
+
+def test_draws_of_one_observation_differ_and_a_single_chunk_is_the_first_draw(fetch_policy):
+    env = make_env("fetch_pick_and_place", image_size=96)
+    try:
+        obs = env.reset(1)
+    finally:
+        env.close()
+    observation = ("fetch_pick_and_place", obs.images, obs.instruction, obs.state)
+    draws = fetch_policy.predict_chunks(
+        *observation, num_samples=3, generator=torch.Generator().manual_seed(0)
+    )
+    assert draws.shape == (3, 10, 4)  # [G, T, native action width]
+    assert not np.allclose(draws[0], draws[1])
+    single = fetch_policy.predict_chunk(*observation, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(single, draws[0], atol=1e-5)  # the same noise, batched matmuls

@@ -20,10 +20,12 @@ class LinearPolicy:
     def __init__(self, gains: tuple[float, float]) -> None:
         self.gains = np.array(gains)
 
-    def predict_chunk(self, dataset, images, instruction, state, generator=None) -> np.ndarray:
+    def predict_chunks(
+        self, dataset, images, instruction, state, *, num_samples, generator=None
+    ) -> np.ndarray:
         assert set(images) and instruction  # the probe passes the real observation through
         target = self.gains * state[:2] + np.array([1.3, 0.75])
-        return np.tile(np.concatenate([target, [0.45, 1.0]]), (10, 1))
+        return np.tile(np.concatenate([target, [0.45, 1.0]]), (num_samples, 10, 1))
 
 
 @pytest.mark.parametrize("gains", [(0.0, 0.0), (0.5, 1.0)])

@@ -87,7 +87,6 @@ class InferencePolicy:
             "cfg_alpha": torch.ones(1, device=self.device),
         }
 
-    @torch.no_grad()
     def predict_chunk(
         self,
         dataset: str,
@@ -97,10 +96,26 @@ class InferencePolicy:
         generator: torch.Generator | None = None,
     ) -> np.ndarray:
         """Native chunk [T, A]: denormalized, quaternions unit-norm, inside the data's range."""
+        return self.predict_chunks(
+            dataset, images, instruction, state, num_samples=1, generator=generator
+        )[0]
+
+    @torch.no_grad()
+    def predict_chunks(
+        self,
+        dataset: str,
+        images: dict[str, np.ndarray],
+        instruction: str,
+        state: np.ndarray,
+        *,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """`num_samples` native chunks [G, T, A] of one observation, encoded once."""
         cond = self.conditioning(dataset, images, instruction, state)
-        unified = sample_chunks(self.model, cond, 1, self.num_steps, generator)[0, 0]  # [T, 128]
+        unified = sample_chunks(self.model, cond, num_samples, self.num_steps, generator)[0]
         unified = denormalize(unified.float().cpu().numpy(), self.stats[dataset], "action")
-        unified = clip_to_data_range(unified, self.stats[dataset].action)
+        unified = clip_to_data_range(unified, self.stats[dataset].action)  # [G, T, 128]
         return from_unified(normalize_quaternions(unified, dataset), dataset)
 
 

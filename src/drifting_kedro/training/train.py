@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -204,8 +204,8 @@ class Trainer:
     dataset_names: list[str]
     device: torch.device
     rank: int
+    state_noise: torch.Tensor  # [datasets] std of the input-state noise (perturb_state)
     online: OnlineVLM | None = None  # the VLM encoding each batch (online mode), else None
-    state_noise: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # std per dataset
 
     def train_step(self, batches, step: int) -> dict[str, float]:
         """One optimizer step over `grad_accum_steps` micro-batches; returns rank-local stats."""

@@ -33,9 +33,43 @@ def test_loss_gradient_pushes_x_along_v():
     step = field.v * field.scale[:, None, None]  # each group's step in data units
     common = field.scale.mean()
     torch.testing.assert_close(x.grad, -2 * step / (common**2 * numel), atol=1e-7, rtol=1e-5)
-    assert loss.item() == pytest.approx(step.square().sum().item() / (common**2 * numel), rel=1e-5)
+    expected = step.square().sum().item() / (common.item() ** 2 * numel)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert all(isinstance(v, float) for v in stats.values())
     assert "drift/drift_norm_tau0.02" in stats and "drift/lambda_v" in stats
+
+
+@pytest.mark.parametrize("mode", ["conditional", "hybrid"])
+def test_loss_on_kept_columns_equals_the_full_width_field(mode):
+    """Columns no row keeps are dropped before the field: same loss, same gradients."""
+    from drifting_kedro.drifting.loss import _masked_mse, _stopgrad_mse
+
+    gen = torch.Generator().manual_seed(3)
+    b, g, d = 4, 5, 40
+    x = torch.randn(b, g, d, generator=gen).requires_grad_(True)
+    y_pos = torch.randn(b, 2, d, generator=gen)
+    unc = torch.randn(b, b - 1, d, generator=gen)
+    alpha = torch.tensor([1.0, 1.5, 2.0, 3.0])
+    mask = torch.zeros(b, d, dtype=torch.bool)
+    mask[:2, 0:6] = True  # two embodiments with different, partly overlapping dims
+    mask[2:, 4:13] = True
+    loss, stats = drifting_loss(
+        x, y_pos, mode=mode, mask=mask, y_uncond=unc, cfg_alpha=alpha, mse_weight=2.0
+    )
+    (grad,) = torch.autograd.grad(loss, x)
+
+    weight = cfg_negative_weight(alpha, g, b - 1)[:, None]
+    field = drift_field(
+        x.detach(), y_pos, None, mask=mask, extra_neg=unc, extra_neg_weight=weight
+    )
+    full = _stopgrad_mse(x, field.v, field.scale, mask)
+    if mode == "hybrid":
+        full = full + 2.0 * _masked_mse(x.mean(dim=1), y_pos[:, 0], mask)
+    (full_grad,) = torch.autograd.grad(full, x)
+    assert loss.item() == pytest.approx(full.item(), rel=1e-5)
+    torch.testing.assert_close(grad, full_grad, atol=1e-8, rtol=1e-4)
+    assert grad[:, :, 13:].abs().max() == 0
+    assert stats["drift/lambda_v"] == pytest.approx(field.stats["lambda_v"], rel=1e-4)
 
 
 def test_a_group_ten_times_farther_from_its_positive_gets_ten_times_the_gradient():

@@ -1,10 +1,10 @@
 """The drifting loss ‖x̃ - sg(x̃ + V)‖² in three comparable modes.
 
-- ``conditional`` (default, DESIGN §7): x [B, G, D] holds G generations per observation; the
+- ``conditional`` (the default): x [B, G, D] holds G generations per observation; the
   field of each observation uses its own positives y_pos [B, P, D] (ground-truth chunk, P > 1
   adds neighbouring chunks of the same episode) and its own generations as negatives. This is
   what learns the policy p(a | o).
-- ``queue`` (seeds 001 §5.2-5.3): every prediction is pulled toward a global queue of recent
+- ``queue`` (a global-queue recipe): every prediction is pulled toward a global queue of recent
   ground-truth chunks of all observations; negatives are the whole batch (or a queue of past
   predictions). The field never sees which observation a sample belongs to, so this learns the
   marginal p(a), not the policy; it is kept to compare against.
@@ -86,6 +86,13 @@ def drifting_loss(
             field_kw=field_kw,
         )
 
+    if mask is not None:
+        # Columns no row keeps are zero in every sample and weigh nothing in the loss: dropping
+        # them leaves distances, field and loss as they were, at a fraction of the cost (a
+        # batch of one-arm and bimanual chunks keeps ~900 of 50 x 128 columns).
+        columns = _kept_columns(mask, x.shape[2])
+        x, y_pos, mask = x[..., columns], y_pos[..., columns], mask[..., columns]
+        y_uncond = None if y_uncond is None else y_uncond[..., columns]
     bsz, gens, dim = x.shape
     extra = weight = None
     if y_uncond is not None:
@@ -107,6 +114,16 @@ def drifting_loss(
     if weight is not None:
         stats["drift/cfg_weight"] = float(weight.mean())
     return loss, stats
+
+
+def _kept_columns(mask: Tensor, dim: int) -> Tensor:
+    """Indices of the columns that at least one row of mask [D] or [B, D] keeps."""
+    if mask.dtype != torch.bool or mask.shape[-1] != dim or mask.dim() not in (1, 2):
+        raise ValueError(
+            f"mask must be bool [D={dim}] or [B, D], got {mask.dtype} {tuple(mask.shape)}"
+        )
+    kept = mask if mask.dim() == 1 else mask.any(dim=0)
+    return kept.nonzero().flatten().to(mask.device)
 
 
 def _active(mask: Tensor | None, bsz: int, dim: int, device: torch.device) -> Tensor:

@@ -234,6 +234,30 @@ def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
         next(iter_source_episodes(replace(source, name="fetch_push")))
     with pytest.raises(ValueError, match=r"use_videos=False \(configured True\)"):
         next(iter_source_episodes(replace(source, use_videos=True)))
+    with pytest.raises(ValueError, match=r"steps_after_success=None \(configured 3\)"):
+        next(iter_source_episodes(replace(source, steps_after_success=3)))
+
+
+def test_a_demonstration_ends_the_given_steps_after_its_first_success(envs):
+    env, expert = envs("fetch_pick_and_place_abs"), make_expert("fetch_pick_and_place_abs")
+    full = rollout(env, expert, 4)
+    assert full.frames["action"].shape[0] == 50 and full.success
+    short = rollout(env, expert, 4, steps_after_success=2)
+    length = short.frames["action"].shape[0]
+    assert short.success and 3 <= length < 50
+    # The same episode, cut: its first frames are the full one's.
+    for key, frames in short.frames.items():
+        np.testing.assert_array_equal(frames, full.frames[key][:length])
+    # Success came at step length - 3 (0-based), and not before.
+    first = rollout(env, expert, 4, steps_after_success=0)
+    assert first.frames["action"].shape[0] == length - 2
+    with pytest.raises(ValueError, match="steps_after_success must be >= 0"):
+        rollout(env, expert, 4, steps_after_success=-1)
+    with pytest.raises(ValueError, match=r"sources\[fetch_pick_and_place_abs\].steps_after_su"):
+        SourceConfig(
+            name="fetch_pick_and_place_abs", kind="sim", root="x", num_episodes=1,
+            steps_after_success=-1,
+        )  # fmt: skip
 
 
 def test_recorded_cameras_are_the_renders_the_policy_sees_unless_videos_are_asked_for(

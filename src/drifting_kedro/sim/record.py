@@ -80,25 +80,37 @@ class RecordedEpisode:
     success: bool
 
 
-def rollout(env: SimEnv, expert: Expert, seed: int) -> RecordedEpisode:
-    """Run the expert for the env's full episode length from `seed`.
+def rollout(
+    env: SimEnv, expert: Expert, seed: int, steps_after_success: int | None = None
+) -> RecordedEpisode:
+    """Run the expert from `seed` for the env's full episode length, or until
+    `steps_after_success` steps after the task first succeeds.
 
-    Each row pairs the observation with the action taken from it; the episode counts as a
-    success only if the last step is (the object is where it belongs at the end).
+    Closed-loop evaluation ends an episode at its first success, so a demonstration's frames
+    after it teach nothing a rollout needs; a few are kept so the chunks' ends still show the
+    hold. Each row pairs the observation with the action taken from it; the episode counts as
+    a success only if the last step is (the object is where it belongs at the end).
     """
+    if steps_after_success is not None and steps_after_success < 0:
+        raise ValueError(f"steps_after_success must be >= 0 or None, got {steps_after_success}")
     spec = env.spec
     observation = env.reset(seed)
     expert.start(env, seed)
     states, actions = [], []
     images: dict[str, list[np.ndarray]] = {key: [] for key in spec.camera_keys}
-    success = False
-    for _ in range(env.max_steps):
+    success, first_success = False, None
+    for step in range(env.max_steps):
         action = np.asarray(expert.act(observation), dtype=np.float32)
         states.append(observation.state)
         actions.append(action)
         for key in spec.camera_keys:
             images[key].append(observation.images[key])
         observation, _, success, _ = env.step(action)
+        if success and first_success is None:
+            first_success = step
+        if first_success is not None and steps_after_success is not None:
+            if step - first_success >= steps_after_success:
+                break
     frames = {
         "observation.state": np.stack(states).astype(np.float32),  # [T, S]
         "action": np.stack(actions).astype(np.float32),  # [T, A]
@@ -143,6 +155,7 @@ def record_dataset(
     *,
     image_size: int = 96,
     use_videos: bool = False,
+    steps_after_success: int | None = None,
     max_attempts: int | None = None,
 ) -> GenerationReport:
     """Write `num_episodes` successful expert demonstrations of a simulated task to `root`.
@@ -188,7 +201,7 @@ def record_dataset(
     ) as writer:
         try:
             for episode_seed in demo_seeds(seed, max_attempts):
-                episode = rollout(env, expert, episode_seed)
+                episode = rollout(env, expert, episode_seed, steps_after_success)
                 report.attempts += 1
                 if episode.success:
                     writer.add_episode(episode.frames, task=spec.instruction)
@@ -219,6 +232,7 @@ def record_dataset(
         "base_seed": seed,
         "image_size": image_size,
         "use_videos": use_videos,
+        "steps_after_success": steps_after_success,
         "seed_rule": "demo seeds are even 2*(seed+i); evaluation uses odd eval_seeds",
         "instruction": spec.instruction,
         "simulator": spec.extra.get("simulator", ""),
@@ -251,11 +265,12 @@ def check_recording(
     seed: int,
     image_size: int,
     use_videos: bool,
+    steps_after_success: int | None = None,
 ) -> None:
     """Fail if `root` holds a recording made with other settings than the ones configured.
 
     A recording is reused as it is, so without this check a changed `num_episodes` (or seed,
-    image size or camera storage) would silently train on the old demonstrations.
+    image size, camera storage or episode end) would silently train on the old demonstrations.
     """
     meta = _recording_meta(root)
     recorded_and_configured = {
@@ -265,6 +280,8 @@ def check_recording(
         "image_size": (meta["image_size"], image_size),
         # Recordings older than the option stored their cameras as video.
         "use_videos": (meta.get("use_videos", True), use_videos),
+        # Recordings older than the option ran every episode to its full length.
+        "steps_after_success": (meta.get("steps_after_success"), steps_after_success),
     }
     differ = [
         f"{key}={was} (configured {wanted})"

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drifting_kedro.action_space import get_spec
 from drifting_kedro.sources.base import Episode
-from drifting_kedro.sources.validation import SkipCounter
+from drifting_kedro.sources.validation import InvalidEpisodeError, SkipCounter, skip
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class SourceConfig:
     seed: int = 0  # sim only: first demonstration seed
     image_size: int = 96  # sim only: rendered camera size
     use_videos: bool = False  # sim only: cameras as AV1 video (lossy) instead of PNG images
+    steps_after_success: int | None = None  # sim only: end demos this long after success
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific keywords
 
     def __post_init__(self) -> None:
@@ -43,10 +45,20 @@ class SourceConfig:
                 f"ingest.sources[{self.name}].num_episodes must be >= 1 for a simulated "
                 f"source, got {self.num_episodes}"
             )
+        if self.steps_after_success is not None and self.steps_after_success < 0:
+            raise ValueError(
+                f"ingest.sources[{self.name}].steps_after_success must be >= 0 or null, got "
+                f"{self.steps_after_success}"
+            )
         if self.kind != "lerobot_v3" and not self.root:
             raise ValueError(f"ingest.sources[{self.name}] needs a `root` directory")
         if self.kind == "lerobot_v3" and not (self.root or self.repo_id):
             raise ValueError(f"ingest.sources[{self.name}] needs a `root` or a `repo_id`")
+
+    @property
+    def min_frames(self) -> int:
+        """Frames an episode needs: a DexGraspNet grasp is one pose, a trajectory needs two."""
+        return 1 if self.kind == "dexgraspnet" else 2
 
 
 def iter_source_episodes(
@@ -55,7 +67,9 @@ def iter_source_episodes(
     """Yield the episodes of one configured source, generating simulated data on first use.
 
     With `on_error="skip"`, a LeRobot episode whose files cannot be read (a truncated parquet,
-    an undecodable frame) is logged, counted in `counter` and skipped instead of ending the run.
+    an undecodable frame: `unreadable`) or whose rows are unusable (no frames, no task text,
+    frames out of order) is logged, counted in `counter` under its reason and skipped instead
+    of ending the run.
     """
     if source.kind == "sim":
         yield from _lerobot_episodes(_generated_root(source), source, on_error, counter)
@@ -86,6 +100,7 @@ def _generated_root(source: SourceConfig) -> Path:
         seed=source.seed,
         image_size=source.image_size,
         use_videos=source.use_videos,
+        steps_after_success=source.steps_after_success,
     )
     if (root / "meta" / "info.json").exists():
         check_recording(source.name, root, **recording)
@@ -103,19 +118,16 @@ def _lerobot_episodes(
 ) -> Iterator[Episode]:
     from drifting_kedro.sources.lerobot_v3 import LeRobotFormatError, open_dataset
 
-    dataset = open_dataset(where, dataset=source.name)
-    indices = dataset.episodes["episode_index"].tolist()[: source.max_episodes]
-    for index in indices:
-        try:
-            episode = dataset.episode(int(index))
-        except LeRobotFormatError as error:
-            if on_error != "skip":
-                raise
-            logger.warning("skipping %s episode %d: %s", source.name, index, error)
-            if counter is not None:
-                counter.record(source.name, "unreadable")
-            continue
-        yield episode
+    cameras = get_spec(source.name).cameras or None
+    with open_dataset(where, dataset=source.name, cameras=cameras) as dataset:
+        indices = dataset.episodes["episode_index"].tolist()[: source.max_episodes]
+        for index in indices:
+            try:
+                episode = dataset.episode(int(index))
+            except (LeRobotFormatError, InvalidEpisodeError) as error:
+                skip(error, source.name, on_error, counter)
+                continue
+            yield episode
 
 
 def _existing_root(source: SourceConfig) -> Path:

@@ -32,6 +32,9 @@ MEANINGS: dict[str, str] = {
     "ingest.sources[].image_size": "`sim` only: rendered camera size",
     "ingest.sources[].use_videos": "`sim` only: cameras as LeRobot's AV1 video (lossy) instead "
     "of PNG images",
+    "ingest.sources[].steps_after_success": "`sim` only: end each demonstration this many "
+    "steps after the task first succeeds (null: the task's full length); closed-loop episodes "
+    "end at success, so later frames teach nothing a rollout needs",
     "ingest.sources[].options": "adapter keywords: `rlbench` tasks, cameras; "
     "`dexgraspnet` scenes, robot, camera, max_grasps_per_object",
     "ingest.frames_dir": "where the per-dataset HDF5 frame stores are written",
@@ -70,6 +73,8 @@ MEANINGS: dict[str, str] = {
     "evaluate.closed_loop.videos": "rollout videos kept per dataset",
     "evaluate.closed_loop.threads": "torch threads for the rollouts (null: torch's default, all "
     "cores); seeded episodes replay exactly only at the same count",
+    "evaluate.closed_loop.parallel_envs": "episodes stepped side by side, their policy calls "
+    "batched into one backbone and one generator pass (each episode keeps its own noise draws)",
     "evaluate.latency.repeats": "timed calls per generator",
     "evaluate.latency.baseline_steps": "step counts of the multi-step diffusion baseline timed "
     "against the 1-step policy",

@@ -1,5 +1,6 @@
 """ChunkExecutor: open-loop chunks between re-plans, and ACT temporal ensembling; a seeded
-closed-loop episode replays exactly; rollouts run at the configured torch thread count."""
+closed-loop episode replays exactly, alone or beside others; rollouts run at the configured
+torch thread count."""
 
 import math
 
@@ -15,7 +16,7 @@ from drifting_kedro.evaluation.rollouts import (
     ChunkExecutor,
     EpisodeResult,
     evaluate_closed_loop,
-    run_episode,
+    run_episodes,
     wilson_interval,
 )
 from drifting_kedro.evaluation.threads import torch_threads
@@ -38,10 +39,16 @@ class CountingPredictor:
         return (10.0 * c + np.arange(self.horizon, dtype=float))[:, None]  # [T, 1]
 
 
+def _act(executor: ChunkExecutor, predict, step: int, observation) -> float:
+    if executor.needs_chunk(step):
+        executor.add_chunk(step, predict(observation))
+    return executor.action(step)[0]
+
+
 def test_replanning_every_k_steps_executes_each_chunk_open_loop():
     predict = CountingPredictor(horizon=5)
-    executor = ChunkExecutor(predict, horizon=5, replan_every=3, temporal_ensemble=False)
-    actions = [executor.act(step, f"obs{step}")[0] for step in range(8)]
+    executor = ChunkExecutor(horizon=5, replan_every=3, temporal_ensemble=False)
+    actions = [_act(executor, predict, step, f"obs{step}") for step in range(8)]
     assert predict.calls == ["obs0", "obs3", "obs6"]  # a new chunk only every 3 steps
     assert actions == [0, 1, 2, 10, 11, 12, 20, 21]
 
@@ -49,10 +56,8 @@ def test_replanning_every_k_steps_executes_each_chunk_open_loop():
 def test_temporal_ensembling_averages_every_prediction_for_a_step_with_exp_weights():
     decay = 0.5
     predict = CountingPredictor(horizon=3)
-    executor = ChunkExecutor(
-        predict, horizon=3, replan_every=1, temporal_ensemble=True, decay=decay
-    )
-    actions = [executor.act(step, None)[0] for step in range(4)]
+    executor = ChunkExecutor(horizon=3, replan_every=1, temporal_ensemble=True, decay=decay)
+    actions = [_act(executor, predict, step, None) for step in range(4)]
     assert len(predict.calls) == 4  # a chunk every step
     w0, w1, w2 = 1.0, math.exp(-decay), math.exp(-2 * decay)  # oldest prediction first
     assert actions[0] == pytest.approx(0.0)
@@ -65,7 +70,7 @@ def test_temporal_ensembling_averages_every_prediction_for_a_step_with_exp_weigh
 
 def test_replan_period_outside_the_horizon_is_rejected():
     with pytest.raises(ValueError, match="replan_every"):
-        ChunkExecutor(CountingPredictor(4), horizon=4, replan_every=5, temporal_ensemble=False)
+        ChunkExecutor(horizon=4, replan_every=5, temporal_ensemble=False)
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +89,20 @@ def fetch_policy() -> InferencePolicy:
     return InferencePolicy(model, stats, backbone, image_size=96)
 
 
-def _fetch_episode(policy: InferencePolicy, seed: int):
-    return run_episode(
+def _fetch_episodes(policy: InferencePolicy, seeds: list[int]):
+    return run_episodes(
         policy,
         "fetch_pick_and_place",
-        seed,
+        seeds,
         image_size=96,
         replan_every=1,
         temporal_ensemble=True,
-        record=True,
+        record=len(seeds),
     )
+
+
+def _fetch_episode(policy: InferencePolicy, seed: int):
+    return _fetch_episodes(policy, [seed])[0]
 
 
 def test_a_seeded_episode_replays_exactly(fetch_policy):
@@ -104,22 +113,56 @@ def test_a_seeded_episode_replays_exactly(fetch_policy):
     assert not np.array_equal(first.frames[-1], other.frames[-1])
 
 
+def test_episodes_stepped_side_by_side_are_the_episodes_run_alone(fetch_policy):
+    """Batched policy calls, but each episode's own scene and noise draws."""
+    together = _fetch_episodes(fetch_policy, [3, 5, 7])
+    for result in together:
+        alone = _fetch_episode(fetch_policy, result.seed)
+        assert (result.length, result.stage) == (alone.length, alone.stage)
+        assert result.reward == pytest.approx(alone.reward, abs=1e-6)
+        # The same images up to the float rounding of batched matmuls (edge pixels).
+        for a, b in zip(result.frames, alone.frames, strict=True):
+            assert np.abs(a.astype(int) - b.astype(int)).mean() < 0.5
+
+
+def test_a_batched_policy_call_draws_each_chunk_from_its_own_generator(fetch_policy):
+    env = make_env("fetch_pick_and_place", image_size=96)
+    try:
+        observations = [env.reset(seed) for seed in (1, 3)]
+    finally:
+        env.close()
+    batch = fetch_policy.predict_batch(
+        "fetch_pick_and_place",
+        observations,
+        [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)],
+    )
+    assert batch.shape == (2, 10, 4)
+    for obs, seed, chunk in zip(observations, (11, 12), batch, strict=True):
+        alone = fetch_policy.predict_chunk(
+            "fetch_pick_and_place", obs.images, obs.instruction, obs.state,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        np.testing.assert_allclose(chunk, alone, atol=1e-5)
+    with pytest.raises(ValueError, match="one generator per observation"):
+        fetch_policy.predict_batch("fetch_pick_and_place", observations, [torch.Generator()])
+
+
 def test_rollouts_run_at_the_configured_thread_count_and_restore_it(monkeypatch):
     seen = []
 
-    def record_threads(policy, dataset, seed, **options):
+    def record_threads(policy, dataset, seeds, **options):
         seen.append(torch.get_num_threads())
-        return EpisodeResult(seed=seed, success=True, reward=1.0, length=1, stage=3)
+        return [EpisodeResult(seed=s, success=True, reward=1.0, length=1, stage=3) for s in seeds]
 
-    monkeypatch.setattr(rollouts, "run_episode", record_threads)
+    monkeypatch.setattr(rollouts, "run_episodes", record_threads)
     outside = torch.get_num_threads()
     with torch_threads(2):
         metrics, _ = evaluate_closed_loop(
             None, "fetch_pick_and_place", [1, 3], image_size=96, replan_every=1,
-            temporal_ensemble=True, videos=0, threads=1,
+            temporal_ensemble=True, videos=0, threads=1, parallel_envs=1,
         )  # fmt: skip
         assert torch.get_num_threads() == 2
-    assert seen == [1, 1]
+    assert seen == [1, 1]  # one call per group of parallel_envs episodes
     assert metrics["success_rate"] == 1.0
     assert metrics["success_ci95_low"] == pytest.approx(0.3424, abs=1e-4)  # 2/2 proves little
     assert metrics["success_ci95_high"] == 1.0

@@ -20,6 +20,7 @@ from drifting_kedro.features.backbone import Backbone
 from drifting_kedro.features.frames import resize_square
 from drifting_kedro.model import DriftingPolicy, PolicyConfig, check_sampling_steps, sample_chunks
 from drifting_kedro.normalization import DatasetStats, DimStats, denormalize, normalize
+from drifting_kedro.sim.base import Observation
 
 
 class InferencePolicy:
@@ -65,14 +66,28 @@ class InferencePolicy:
         self, dataset: str, images: dict[str, np.ndarray], instruction: str, state: np.ndarray
     ) -> dict[str, torch.Tensor]:
         """The model's inputs for one observation, prepared exactly as for training."""
-        pixels = observation_pixels(images, self.image_size).to(self.device)
-        encoded = self.backbone.encode(pixels, [instruction])
-        unified_state = normalize(
-            state_to_unified(np.asarray(state, np.float32), dataset), self.stats[dataset], "state"
-        )
+        return self.batch_conditioning(dataset, [Observation(images, state, instruction)])
 
-        def tensor(value, dtype=torch.float32):
-            return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)[None]
+    def batch_conditioning(
+        self, dataset: str, observations: list[Observation]
+    ) -> dict[str, torch.Tensor]:
+        """The model's inputs for B observations of one dataset, encoded in one backbone call."""
+        pixels = torch.cat([observation_pixels(o.images, self.image_size) for o in observations])
+        encoded = self.backbone.encode(
+            pixels.to(self.device), [o.instruction for o in observations]
+        )
+        states = [
+            normalize(
+                state_to_unified(np.asarray(o.state, np.float32), dataset),
+                self.stats[dataset],
+                "state",
+            )
+            for o in observations
+        ]
+        count = len(observations)
+
+        def rows(value, dtype=torch.float32):
+            return torch.as_tensor(np.stack(value), dtype=dtype, device=self.device)
 
         return {
             # Features are stored in fp16; round the same way so inputs match training's.
@@ -80,11 +95,11 @@ class InferencePolicy:
             "vlm_mask": encoded.mask,
             "token_camera": encoded.token_camera,
             "pooled": encoded.pooled.half().float(),
-            "embodiment_id": tensor(embodiment_id(dataset), torch.long),
-            "state": tensor(unified_state),
-            "state_mask": tensor(state_mask(dataset)),
-            "action_mask": tensor(action_mask(dataset)),
-            "cfg_alpha": torch.ones(1, device=self.device),
+            "embodiment_id": rows([embodiment_id(dataset)] * count, torch.long),
+            "state": rows(states),
+            "state_mask": rows([state_mask(dataset)] * count),
+            "action_mask": rows([action_mask(dataset)] * count),
+            "cfg_alpha": torch.ones(count, device=self.device),
         }
 
     def predict_chunk(
@@ -114,8 +129,32 @@ class InferencePolicy:
         """`num_samples` native chunks [G, T, A] of one observation, encoded once."""
         cond = self.conditioning(dataset, images, instruction, state)
         unified = sample_chunks(self.model, cond, num_samples, self.num_steps, generator)[0]
+        return self.native(dataset, unified)
+
+    @torch.no_grad()
+    def predict_batch(
+        self, dataset: str, observations: list[Observation], generators: list[torch.Generator]
+    ) -> np.ndarray:
+        """One native chunk [B, T, A] per observation, each drawn from its own generator.
+
+        Episodes stepped side by side share the backbone and generator calls, while each
+        episode's draws stay those it would make alone (`predict_chunk` with its generator).
+        """
+        if len(generators) != len(observations):
+            raise ValueError(
+                f"predict_batch needs one generator per observation, got {len(generators)} "
+                f"for {len(observations)}"
+            )
+        cond = self.batch_conditioning(dataset, observations)
+        noise = torch.cat([self.model.draw_noise(1, self.device, g) for g in generators])
+        unified = sample_chunks(self.model, cond, 1, self.num_steps, noise=noise)[:, 0]
+        return self.native(dataset, unified)
+
+    def native(self, dataset: str, unified: torch.Tensor) -> np.ndarray:
+        """Normalized unified chunks [..., T, 128] -> native actions: denormalized, inside the
+        demonstrations' range, quaternions unit-norm."""
         unified = denormalize(unified.float().cpu().numpy(), self.stats[dataset], "action")
-        unified = clip_to_data_range(unified, self.stats[dataset].action)  # [G, T, 128]
+        unified = clip_to_data_range(unified, self.stats[dataset].action)
         return from_unified(normalize_quaternions(unified, dataset), dataset)
 
 

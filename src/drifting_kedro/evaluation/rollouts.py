@@ -2,7 +2,6 @@
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +10,6 @@ from tqdm.auto import tqdm
 
 from drifting_kedro.evaluation.policy import InferencePolicy
 from drifting_kedro.evaluation.threads import torch_threads
-from drifting_kedro.sim.base import Observation
 from drifting_kedro.sim.registry import make_env, task_spec
 
 logger = logging.getLogger(__name__)
@@ -33,82 +31,94 @@ class ChunkExecutor:
     Without ensembling, a chunk is predicted every `replan_every` steps and executed open loop.
     With temporal ensembling (ACT), a chunk is predicted every step and the action for step t is
     the average of every prediction made for t, weighted exp(-decay * age index), oldest first.
+    The caller asks `needs_chunk`, predicts (for many episodes at once), then `add_chunk`s.
     """
 
     def __init__(
-        self,
-        predict: Callable[[Observation], np.ndarray],
-        horizon: int,
-        replan_every: int,
-        temporal_ensemble: bool,
-        decay: float = 0.01,
+        self, horizon: int, replan_every: int, temporal_ensemble: bool, decay: float = 0.01
     ) -> None:
         if not 1 <= replan_every <= horizon:
             raise ValueError(
                 f"evaluate.closed_loop.replan_every must be in [1, horizon={horizon}], "
                 f"got {replan_every}"
             )
-        self.predict, self.horizon, self.replan_every = predict, horizon, replan_every
+        self.horizon, self.replan_every = horizon, replan_every
         self.temporal_ensemble, self.decay = temporal_ensemble, decay
         self.plans: list[tuple[int, np.ndarray]] = []  # (start step, chunk [T, A])
 
-    def act(self, step: int, observation: Observation) -> np.ndarray:
+    def needs_chunk(self, step: int) -> bool:
+        return self.temporal_ensemble or step % self.replan_every == 0 or not self.plans
+
+    def add_chunk(self, step: int, chunk: np.ndarray) -> None:
         if self.temporal_ensemble:
             self.plans = [(s, c) for s, c in self.plans if step - s < self.horizon]
-            self.plans.append((step, self.predict(observation)))
-            actions = np.stack([chunk[step - start] for start, chunk in self.plans])
-            weights = np.exp(-self.decay * np.arange(len(actions)))
-            return (weights[:, None] * actions).sum(0) / weights.sum()
-        if step % self.replan_every == 0 or not self.plans:
-            self.plans = [(step, self.predict(observation))]
-        start, chunk = self.plans[0]
-        return chunk[step - start]
+            self.plans.append((step, chunk))
+        else:
+            self.plans = [(step, chunk)]
+
+    def action(self, step: int) -> np.ndarray:
+        actions = np.stack([chunk[step - start] for start, chunk in self.plans])
+        weights = np.exp(-self.decay * np.arange(len(actions)))
+        return (weights[:, None] * actions).sum(0) / weights.sum()
 
 
-def run_episode(
+def run_episodes(
     policy: InferencePolicy,
     dataset: str,
-    seed: int,
+    seeds: list[int],
     *,
     image_size: int,
     replan_every: int,
     temporal_ensemble: bool,
-    record: bool,
-) -> EpisodeResult:
-    """One seeded episode until success or the task's step limit.
+    record: int = 0,
+) -> list[EpisodeResult]:
+    """Seeded episodes stepped side by side, each until success or the task's step limit.
 
-    The seed fixes the policy's noise draws too, not only the scene: a one-step generator's
-    outcome on a seed depends on its draws.
+    Every control step, the episodes that need a chunk are predicted in one batched policy call
+    (one backbone and one generator pass instead of one per episode). The seed fixes the scene
+    and the policy's noise draws, which come from the episode's own generator: an episode's
+    outcome does not depend on the others in the batch. The first `record` episodes keep their
+    camera frames.
     """
-    env = make_env(dataset, image_size=image_size)
-    noise = torch.Generator(device=policy.device).manual_seed(seed)
+    envs, executors, generators, observations = [], [], [], []
+    results = [EpisodeResult(seed=seed, success=False, reward=0.0, length=0) for seed in seeds]
     try:
-        observation = env.reset(seed)
-        executor = ChunkExecutor(
-            lambda obs: policy.predict_chunk(
-                dataset, obs.images, obs.instruction, obs.state, generator=noise
-            ),
-            policy.horizon,
-            replan_every,
-            temporal_ensemble,
-        )
-        result = EpisodeResult(seed=seed, success=False, reward=0.0, length=0)
-        done = False
-        while not done:
-            if record:
-                result.frames.append(
-                    np.concatenate(
-                        [observation.images[key] for key in sorted(observation.images)], axis=1
-                    )
+        for seed in seeds:
+            envs.append(make_env(dataset, image_size=image_size))
+            observations.append(envs[-1].reset(seed))
+            executors.append(ChunkExecutor(policy.horizon, replan_every, temporal_ensemble))
+            generators.append(torch.Generator(device=policy.device).manual_seed(seed))
+        running = list(range(len(seeds)))
+        while running:
+            asking = [i for i in running if executors[i].needs_chunk(results[i].length)]
+            if asking:
+                chunks = policy.predict_batch(
+                    dataset, [observations[i] for i in asking], [generators[i] for i in asking]
                 )
-            observation, reward, success, done = env.step(executor.act(result.length, observation))
-            result.reward += float(reward)
-            result.length += 1
-            result.success = result.success or bool(success)
-            result.stage = max(result.stage, env.stage())
-        return result
+                for i, chunk in zip(asking, chunks, strict=True):
+                    executors[i].add_chunk(results[i].length, chunk)
+            still_running = []
+            for i in running:
+                result = results[i]
+                if i < record:
+                    images = observations[i].images
+                    result.frames.append(
+                        np.concatenate([images[key] for key in sorted(images)], axis=1)
+                    )
+                observations[i], reward, success, done = envs[i].step(
+                    executors[i].action(result.length)
+                )
+                result.reward += float(reward)
+                result.length += 1
+                result.success = result.success or bool(success)
+                result.stage = max(result.stage, envs[i].stage())
+                if not done:
+                    still_running.append(i)
+            running = still_running
+        return results
     finally:
-        env.close()
+        for env in envs:
+            env.close()
 
 
 def wilson_interval(successes: int, episodes: int, z: float = 1.96) -> tuple[float, float]:
@@ -139,25 +149,32 @@ def evaluate_closed_loop(
     temporal_ensemble: bool,
     videos: int,
     threads: int | None = None,
+    parallel_envs: int = 1,
 ) -> tuple[dict[str, float], list[EpisodeResult]]:
     """Success rate, mean reward, episode length and, per stage of the task before success, the
     fraction of episodes that got that far (`stage_<name>`); the first `videos` episodes keep
-    their frames. `threads` fixes torch's thread count for the rollouts (None: as it is)."""
+    their frames. `threads` fixes torch's thread count for the rollouts (None: as it is);
+    `parallel_envs` episodes are stepped side by side (`run_episodes`)."""
     if not seeds:
         raise ValueError(f"{dataset}: no seeds to roll out (evaluate.closed_loop.episodes >= 1)")
-    with torch_threads(threads):
-        results = [
-            run_episode(
+    if parallel_envs < 1:
+        raise ValueError(f"evaluate.closed_loop.parallel_envs must be >= 1, got {parallel_envs}")
+    results: list[EpisodeResult] = []
+    with (
+        torch_threads(threads),
+        tqdm(total=len(seeds), desc=f"rollouts {dataset}", unit="episode") as progress,
+    ):
+        for first in range(0, len(seeds), parallel_envs):
+            results += run_episodes(
                 policy,
                 dataset,
-                seed,
+                seeds[first : first + parallel_envs],
                 image_size=image_size,
                 replan_every=replan_every,
                 temporal_ensemble=temporal_ensemble,
-                record=i < videos,
+                record=max(0, videos - first),
             )
-            for i, seed in enumerate(tqdm(seeds, desc=f"rollouts {dataset}", unit="episode"))
-        ]
+            progress.update(len(results) - progress.n)
     successes = sum(r.success for r in results)
     low, high = wilson_interval(successes, len(results))
     metrics = {

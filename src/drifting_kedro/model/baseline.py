@@ -50,13 +50,14 @@ class DiffusionHead:
         cond: dict[str, torch.Tensor],
         num_steps: int,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """K deterministic DDIM steps from noise to actions [B, T, A] (K <= num_train_timesteps)."""
         if not 1 <= num_steps <= self.num_train_timesteps:
             raise ValueError(
                 f"diffusion num_steps must be in [1, {self.num_train_timesteps}], got {num_steps}"
             )
-        x, mask = _initial_noise(model, "diffusion", cond, generator)  # [B, T, A], [B, 1, A]
+        x, mask = _initial_noise(model, "diffusion", cond, generator, noise)  # [B, T, A], [B, 1, A]
         big_n, n = self.num_train_timesteps, x.shape[0]
         # Evenly spaced "leading" steps (N//K)(K-1) ... 0 as diffusers' DDIM: starting at N-1
         # would divide by sqrt(alpha_bar) ~ 1e-3 there and blow up the x0 estimate.
@@ -96,11 +97,12 @@ class FlowMatchingHead:
         cond: dict[str, torch.Tensor],
         num_steps: int,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """K Euler steps of the learned velocity from t = 0 (noise) to t = 1: actions [B, T, A]."""
         if num_steps < 1:
             raise ValueError(f"flow num_steps must be >= 1, got {num_steps}")
-        x, mask = _initial_noise(model, "flow", cond, generator)
+        x, mask = _initial_noise(model, "flow", cond, generator, noise)
         n, dt = x.shape[0], 1.0 / num_steps
         for i in range(num_steps):
             timestep = torch.full((n,), i * dt, device=x.device, dtype=x.dtype)
@@ -158,10 +160,17 @@ def _initial_noise(
     head: str,
     cond: dict[str, torch.Tensor],
     generator: torch.Generator | None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampler's start [B, T, A]: `noise` if given (the samplers are deterministic from
+    there), else a draw from `generator`; and the active-dim mask [B, 1, A]."""
     _check_head(model, head)
     check_cond(cond)
-    x = model.draw_noise(cond["vlm_tokens"].shape[0], cond["vlm_tokens"].device, generator)
+    x = (
+        model.draw_noise(cond["vlm_tokens"].shape[0], cond["vlm_tokens"].device, generator)
+        if noise is None
+        else noise
+    )
     mask = (cond["action_mask"] > 0).to(x.dtype).unsqueeze(1)  # [B, 1, A]
     return x * mask, mask
 

@@ -411,9 +411,12 @@ class DriftingPolicy(nn.Module):
         cond: dict[str, torch.Tensor],
         num_samples: int = 1,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """G action chunks per observation in one forward pass: [B, G, T, action_dim].
 
+        `noise` [B*G, T, d_noise] replaces the draw from `generator` (rows of one observation
+        adjacent), so a batch of episodes can each draw from its own generator.
         Gradients flow (the drifting loss trains through this); wrap in `torch.no_grad()` to act.
         """
         if self.config.head != "drifting":
@@ -425,7 +428,8 @@ class DriftingPolicy(nn.Module):
             raise ValueError(f"generate num_samples must be >= 1, got {num_samples}")
         check_cond(cond)
         b = cond["vlm_tokens"].shape[0]
-        noise = self.draw_noise(b * num_samples, cond["vlm_tokens"].device, generator)
+        if noise is None:
+            noise = self.draw_noise(b * num_samples, cond["vlm_tokens"].device, generator)
         actions = self(noise, **cond)  # [B*G, T, A]
         return actions.view(b, num_samples, *actions.shape[1:])
 

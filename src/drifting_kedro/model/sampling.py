@@ -26,11 +26,17 @@ def sample_chunks(
     num_samples: int,
     num_steps: int = 1,
     generator: torch.Generator | None = None,
+    *,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[B, G, T, action_dim] chunks: G draws per observation, K = `num_steps` sampler steps."""
+    """[B, G, T, action_dim] chunks: G draws per observation, K = `num_steps` sampler steps.
+
+    `noise` [B*G, T, d_noise] (draws of one observation adjacent) replaces the draw from
+    `generator`: every head is deterministic from its starting noise.
+    """
     check_sampling_steps(model, num_steps)
     if model.config.head == "drifting":
-        return model.generate(cond, num_samples, generator)
+        return model.generate(cond, num_samples, generator, noise)
     repeated = {key: value.repeat_interleave(num_samples, dim=0) for key, value in cond.items()}
-    chunks = make_head(model.config).sample(model, repeated, num_steps, generator)
+    chunks = make_head(model.config).sample(model, repeated, num_steps, generator, noise)
     return chunks.view(-1, num_samples, *chunks.shape[1:])

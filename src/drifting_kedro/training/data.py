@@ -8,6 +8,7 @@ instead, and the step encodes them. Batches are drawn per step from seeds derive
 drawn.
 """
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,10 +16,12 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from drifting_kedro.action_space import action_mask, embodiment_id, state_mask
+from drifting_kedro.action_space import REGISTRY, action_mask, embodiment_id, state_mask
 from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.features.store import FeatureStore, collate_features
 from drifting_kedro.normalization import NormStats, normalize
+
+logger = logging.getLogger(__name__)
 
 
 class PolicySamples(Dataset):
@@ -167,9 +170,18 @@ def sample_weights(samples: PolicySamples, dataset_weights: dict[str, float]) ->
 
 
 def _check_dataset_names(option: str, per_dataset: dict, names: list[str]) -> None:
-    unknown = sorted(set(per_dataset) - set(names))
+    """A name the registry does not know is an error (a typo would silently do nothing); a
+    registered dataset this run does not train on is ignored, so one configuration serves
+    environments that train on fewer sources (the smoke env has no Fetch)."""
+    unknown = sorted(name for name in per_dataset if name not in REGISTRY)
     if unknown:
-        raise ValueError(f"{option} names {unknown}, not in the training data {sorted(names)}")
+        raise ValueError(
+            f"{option} names {unknown}, not registered datasets (the training data has "
+            f"{sorted(names)})"
+        )
+    absent = sorted(set(per_dataset) - set(names))
+    if absent:
+        logger.info("%s: %s are not in this run's training data; ignored", option, absent)
 
 
 def state_noise_scales(dataset_names: list[str], state_noise: dict[str, float]) -> torch.Tensor:

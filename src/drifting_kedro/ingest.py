@@ -56,32 +56,46 @@ def ingest_sources(
 def _ingest_one(
     source: SourceConfig, path: Path, image_size: int, on_error: str
 ) -> tuple[pd.DataFrame, dict]:
-    path.unlink(missing_ok=True)
     writer: FrameStoreWriter | None = None
     rows, skips, fps, cameras = [], SkipCounter(), 0.0, []
     episodes = iter_source_episodes(source, on_error=on_error, counter=skips)
-    for episode in tqdm(episodes, desc=f"ingest {source.name}", unit="episode"):
-        if not validate_episode(episode, on_error=on_error, counter=skips):
-            continue
-        if writer is None:
-            cameras, fps = sorted(episode.images), episode.fps
-            writer = FrameStoreWriter(path, source.name, cameras, image_size)
-        first_row = sum(len(r) for r in rows)
-        writer.add_episode(episode)
-        rows.append(_frame_rows(episode, first_row))
+    try:
+        for episode in tqdm(episodes, desc=f"ingest {source.name}", unit="episode"):
+            valid = validate_episode(
+                episode, on_error, skips, min_frames=source.min_frames, cameras=cameras
+            )
+            if not valid:
+                continue
+            if writer is None:
+                cameras, fps = sorted(episode.images), episode.fps
+                if not cameras:
+                    raise ValueError(
+                        f"dataset {source.name!r} episode {episode.episode_index} has no RGB "
+                        f"camera, and the policy needs at least one view: check the cameras "
+                        f"of ingest.sources[{source.name}] and of its files"
+                    )
+                writer = FrameStoreWriter(path, source.name, cameras, image_size)
+            first_row = sum(len(r) for r in rows)
+            writer.add_episode(episode)
+            rows.append(_frame_rows(episode, first_row))
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # the previous store, if any, stays in place
+        raise
     if writer is None:
         raise ValueError(
-            f"dataset {source.name}: no valid episode was read ({skips.total} skipped); check "
-            f"ingest.sources[{source.name}] and the log above"
+            f"dataset {source.name}: no valid episode was read ({skips.total} skipped: "
+            f"{skips.report()['by_reason']}); check ingest.sources[{source.name}] and the log above"
         )
     writer.close()
     table = pd.concat(rows, ignore_index=True)
     logger.info(
-        "ingest %s: %d episodes, %d frames, %d skipped",
+        "ingest %s: %d episodes, %d frames, %d skipped %s",
         source.name,
         len(rows),
         len(table),
         skips.total,
+        skips.report()["by_reason"],
     )
     entry = {
         "path": str(path),

@@ -1,8 +1,9 @@
-"""Project settings: configuration environments and the hooks that report where outputs went."""
+"""Project settings: configuration environments, the run report and the per-stage data locks."""
 
 from drifting_kedro.hooks import RunSummaryHooks
+from drifting_kedro.stage_locks import StageLockHooks
 
-HOOKS = (RunSummaryHooks(),)
+HOOKS = (RunSummaryHooks(), StageLockHooks())
 
 # Parameters merge leaf by leaf (lists are replaced whole): an env file or a `--params`
 # override changes the keys it names and keeps base's others. Kedro's default replaces a

@@ -1,5 +1,6 @@
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -79,10 +80,28 @@ def test_bad_episodes_are_named(tmp_path, make_episode, change, message):
     writer.close()
 
 
-def test_unsealed_store_is_refused(tmp_path, make_episode):
+def test_crashed_write_leaves_no_store(tmp_path, make_episode):
     path = tmp_path / "f.h5"
     with pytest.raises(RuntimeError), FrameStoreWriter(path, "toy_sim", CAMERAS, 12) as writer:
         writer.add_episode(make_episode(0, 3))
         raise RuntimeError("ingest crashed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="run ingest first"):
+        FrameStore(path)
+
+
+def test_unsealed_store_is_refused(tmp_path):
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:  # as a writer from before stores were renamed into place
+        f.create_dataset("images", data=np.zeros((1, 1, 4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="not a sealed frame store"):
         FrameStore(path)
+
+
+def test_sealed_store_is_renamed_into_place(tmp_path, make_episode):
+    path = tmp_path / "f.h5"
+    writer = FrameStoreWriter(path, "toy_sim", CAMERAS, 12)
+    writer.add_episode(make_episode(0, 3))
+    assert not path.exists() and len(list(tmp_path.iterdir())) == 1  # a hidden temporary
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["f.h5"] and len(FrameStore(path)) == 3

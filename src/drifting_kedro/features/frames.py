@@ -10,7 +10,9 @@ Ingest writes it; precompute, online training and the data videos read it. Layou
     attrs: dataset, cameras (JSON list), fps, image_size, content_hash, format
 
 ``content_hash`` is a running sha256 of everything written, so downstream stores can record
-which frames they were computed from.
+which frames they were computed from. The writer fills a hidden temporary file and renames it over
+the store when sealed: a store being read is replaced whole, never truncated underneath, and two
+runs writing one store cannot corrupt each other (the last to finish wins).
 """
 
 import hashlib
@@ -25,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from drifting_kedro.locking import remove_stale_temporaries, temporary_sibling
 from drifting_kedro.sources.base import Episode
 
 logger = logging.getLogger(__name__)
@@ -69,17 +72,26 @@ def find_rows(
 
 
 class FrameStoreWriter:
-    """Append episodes of one dataset to a new frame store; ``close()`` seals it."""
+    """Append episodes of one dataset to a new frame store; ``close()`` seals it at ``path``.
+
+    Until then the frames go to a temporary sibling, which ``abort()`` (or leaving a ``with``
+    block on an error) deletes, keeping whatever store was at ``path`` before.
+    """
 
     def __init__(self, path: str | os.PathLike, dataset: str, cameras: list[str], image_size: int):
         if not cameras:
-            raise ValueError(f"frame store for {dataset!r}: cameras is empty; list the views")
+            raise ValueError(
+                f"frame store {path} for {dataset!r}: no camera to store (cameras is empty); "
+                "the source must give every episode at least one RGB view"
+            )
         if image_size <= 0:
             raise ValueError(f"frame store for {dataset!r}: image_size={image_size} must be > 0")
         self.path = Path(path)
         self.dataset, self.cameras, self.image_size = dataset, list(cameras), image_size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.path, "w")
+        remove_stale_temporaries(self.path)
+        self._temporary = temporary_sibling(self.path)
+        self._file = h5py.File(self._temporary, "w")
         v, s = len(cameras), image_size
         self._images = self._file.create_dataset(
             "images",
@@ -162,6 +174,7 @@ class FrameStoreWriter:
         attrs["content_hash"] = self._hash.hexdigest()[:16]
         self._file.close()
         self._file = None
+        os.replace(self._temporary, self.path)
         logger.info(
             "frame store %s: %d frames of %d episodes, %d views at %dx%d",
             self.path,
@@ -175,12 +188,18 @@ class FrameStoreWriter:
     def __enter__(self) -> "FrameStoreWriter":
         return self
 
+    def abort(self) -> None:
+        """Drop what was written; the store at ``path`` (if any) stays as it was."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._temporary.unlink(missing_ok=True)
+
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         if exc_type is None:
             self.close()
-        elif self._file is not None:  # leave it unsealed: readers refuse a half-written store
-            self._file.close()
-            self._file = None
+        else:
+            self.abort()
 
 
 class FrameStore:
@@ -222,8 +241,16 @@ class FrameStore:
 
     def _images(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
-            self._pid = os.getpid()
+            file = h5py.File(self.path, "r")
+            version = str(file.attrs.get("content_hash"))
+            if version != self.version:  # the index read at open would not match these frames
+                file.close()
+                raise RuntimeError(
+                    f"frame store {self.path} was rewritten since it was opened (content "
+                    f"{self.version} -> {version}): another run re-ran ingest meanwhile; "
+                    "re-run this stage"
+                )
+            self._file, self._pid = file, os.getpid()
         return self._file["images"]
 
     def _check_index(self, i: int) -> int:

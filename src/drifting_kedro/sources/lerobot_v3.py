@@ -26,9 +26,10 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -39,6 +40,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from drifting_kedro.sources.base import Episode
+from drifting_kedro.sources.validation import (
+    BAD_FRAME_INDEX,
+    BAD_TIMESTAMPS,
+    MISSING_LANGUAGE,
+    ZERO_FRAMES,
+    InvalidEpisodeError,
+)
 from drifting_kedro.sources.video import (
     DEFAULT_VCODEC,
     VideoDecodeError,
@@ -547,7 +555,7 @@ class LeRobotV3Writer:
 
 
 def _is_rgb_camera(key: str, feature: dict) -> bool:
-    """RGB views only: depth maps and segmentation are dropped (DESIGN §3)."""
+    """RGB views only: depth maps and segmentation are dropped; the policy reads colour views."""
     if feature.get("dtype") not in VISUAL_DTYPES:
         return False
     info = feature.get("info") or {}
@@ -558,16 +566,33 @@ def _is_rgb_camera(key: str, feature: dict) -> bool:
 
 
 class LeRobotV3Dataset:
-    """A LeRobot v3.0 dataset on local disk: metadata tables, per-episode rows and frames."""
+    """A LeRobot v3.0 dataset on local disk: metadata tables, per-episode rows and frames.
 
-    def __init__(self, root: Path, repo_id: str | None = None, dataset: str | None = None) -> None:
+    `cameras` are the views to read (default: every RGB camera in info.json); a dataset without
+    an `action` feature or one of those cameras is refused when opened, and every path it names
+    must stay inside `root`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        repo_id: str | None = None,
+        dataset: str | None = None,
+        cameras: Sequence[str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.repo_id = repo_id or self.root.name
         self.name = dataset or self.repo_id.split("/")[-1]
         self.info = self._load_info()
         self.fps = int(self.info["fps"])
         self.features: dict = self.info["features"]
-        self.camera_keys = [k for k, f in self.features.items() if _is_rgb_camera(k, f)]
+        if ACTION_KEY not in self.features:
+            raise self._error(
+                f"{INFO_PATH} has no {ACTION_KEY!r} feature (features: {sorted(self.features)}); "
+                "a policy is trained on the native actions: convert the dataset with them"
+            )
+        self.camera_keys = self._camera_keys(cameras)
+        self._check_path_templates()
         self.tasks = self._load_tasks()
         self.episodes = self._load_episodes()
         self.num_episodes = len(self.episodes)
@@ -599,7 +624,54 @@ class LeRobotV3Dataset:
     # -- metadata ----------------------------------------------------------------------------
 
     def _error(self, message: str) -> LeRobotFormatError:
-        return LeRobotFormatError(f"LeRobot dataset {self.root}: {message}")
+        return LeRobotFormatError(f"LeRobot dataset {self.name!r} at {self.root}: {message}")
+
+    def _camera_keys(self, cameras: Sequence[str] | None) -> list[str]:
+        rgb = [key for key, feature in self.features.items() if _is_rgb_camera(key, feature)]
+        wanted = list(cameras) if cameras else rgb
+        missing = [key for key in wanted if key not in rgb]
+        if wanted and not missing:
+            return wanted
+        folders = sorted(p.name for p in (self.root / "videos").glob("*") if p.is_dir())
+        what = (
+            f"has no RGB camera feature {missing} (the registry's views of {self.name!r})"
+            if missing
+            else "lists no RGB camera feature (dtype 'video' or 'image', 3 channels)"
+        )
+        raise self._error(
+            f"{INFO_PATH} {what}; its RGB cameras: {rgb}, folders under videos/: {folders}. "
+            f"Add the camera to the `features` of {INFO_PATH}, or fix the dataset's `cameras` "
+            "in action_space.REGISTRY"
+        )
+
+    def _inside_root(self, relative: str, what: str) -> Path:
+        """`root / relative`, refused if it leads outside the root (an absolute path, `..`).
+
+        Checked on the path as written, not on resolved symlinks: a hub snapshot links its
+        files into a shared cache outside the root.
+        """
+        path = self.root / relative
+        if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(self.root)):
+            raise self._error(
+                f"{what} leads to {os.path.normpath(path)}, outside the dataset root; a dataset "
+                "may only name files inside its root (relative paths, no '..')"
+            )
+        return path
+
+    def _template_path(self, key: str, **fields: int | str) -> Path:
+        template = str(self.info[key])
+        try:
+            relative = template.format(**fields)
+        except (KeyError, IndexError, ValueError) as error:
+            raise self._error(f"{INFO_PATH} {key} {template!r} is not a path template") from error
+        return self._inside_root(relative, f"{INFO_PATH} {key} {template!r}")
+
+    def _check_path_templates(self) -> None:
+        """Refuse templates leading outside the root before any episode is read."""
+        self._template_path("data_path", chunk_index=0, file_index=0)
+        for key, feature in self.features.items():
+            if feature.get("dtype") == "video":
+                self._template_path("video_path", video_key=key, chunk_index=0, file_index=0)
 
     def _load_info(self) -> dict:
         path = self.root / INFO_PATH
@@ -677,10 +749,15 @@ class LeRobotV3Dataset:
             )
         return self.episodes.iloc[self._row_of[episode_index]]
 
-    def _data_table(self, row: pd.Series) -> pd.DataFrame:
-        path = self.root / self.info["data_path"].format(
-            chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+    def _data_path(self, row: pd.Series) -> Path:
+        return self._template_path(
+            "data_path",
+            chunk_index=int(row["data/chunk_index"]),
+            file_index=int(row["data/file_index"]),
         )
+
+    def _data_table(self, row: pd.Series) -> pd.DataFrame:
+        path = self._data_path(row)
         if path in self._tables:
             self._tables.move_to_end(path)
             return self._tables[path]
@@ -718,7 +795,8 @@ class LeRobotV3Dataset:
         return feature
 
     def _video_path(self, row: pd.Series, camera_key: str) -> Path:
-        return self.root / self.info["video_path"].format(
+        return self._template_path(
+            "video_path",
             video_key=camera_key,
             chunk_index=int(row[f"videos/{camera_key}/chunk_index"]),
             file_index=int(row[f"videos/{camera_key}/file_index"]),
@@ -748,7 +826,11 @@ class LeRobotV3Dataset:
         for frame, cell in zip(rows["frame_index"], rows[camera_key], strict=True):
             try:
                 data = cell.get("bytes")
-                source = io.BytesIO(data) if data is not None else self.root / cell["path"]
+                source = (
+                    io.BytesIO(data)
+                    if data is not None
+                    else self._inside_root(cell["path"], f"the image path of frame {int(frame)}")
+                )
                 with Image.open(source) as image:
                     images.append(np.asarray(image.convert("RGB")))
             except (OSError, KeyError, TypeError, ValueError) as error:
@@ -783,22 +865,68 @@ class LeRobotV3Dataset:
             return self._decode_video(row, camera_key, rows)[0]
         return self._decode_images(int(row["episode_index"]), camera_key, rows)[0]
 
+    def _invalid(self, reason: str, episode_index: int, message: str) -> InvalidEpisodeError:
+        data = self._data_path(self._episode_row(episode_index)).relative_to(self.root)
+        return InvalidEpisodeError(
+            reason,
+            f"dataset {self.name!r} episode {episode_index} ({data} in {self.root}): {message}",
+        )
+
+    def _check_rows(self, episode_index: int, rows: pd.DataFrame) -> str:
+        """The episode's instruction, once its rows are known to be usable."""
+        length = len(rows)
+        if length == 0:
+            raise self._invalid(ZERO_FRAMES, episode_index, "has zero frames")
+        frame_index = rows["frame_index"].to_numpy()
+        wrong = np.flatnonzero(frame_index != np.arange(length))
+        if len(wrong):
+            raise self._invalid(
+                BAD_FRAME_INDEX,
+                episode_index,
+                f"frame_index is not 0..{length - 1} in storage order (row {wrong[0]} holds "
+                f"frame_index {frame_index[wrong[0]]})",
+            )
+        timestamps = rows["timestamp"].to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(timestamps) | np.r_[False, np.diff(timestamps) <= 0])
+        if len(bad):
+            frame = int(bad[0])
+            after = f" after {timestamps[frame - 1]:.6g} s" if frame else ""
+            raise self._invalid(
+                BAD_TIMESTAMPS,
+                episode_index,
+                f"timestamps must be finite and increase frame by frame, but frame {frame} is "
+                f"at {timestamps[frame]:.6g} s{after} (its video frames cannot be matched)",
+            )
+        language = rows["task"].iloc[0]
+        if not isinstance(language, str) or not language.strip():
+            task_index = int(rows["task_index"].iloc[0])
+            state = "is empty in" if task_index in self._task_of else "is missing from"
+            raise self._invalid(
+                MISSING_LANGUAGE,
+                episode_index,
+                f"the task text of task_index {task_index} {state} {TASKS_PATH} (language "
+                "comes from the data and is never invented)",
+            )
+        return language
+
     def episode(self, episode_index: int) -> Episode:
-        """One episode as the common record: native action/state, RGB views, instruction."""
+        """One episode as the common record: native action/state, RGB views, instruction.
+
+        Raises `InvalidEpisodeError` (with its reason) for rows that cannot be used and
+        `LeRobotFormatError` for files that cannot be read.
+        """
         rows = self.episode_table(episode_index)
+        language = self._check_rows(episode_index, rows)
         if ACTION_KEY not in rows.columns:
-            raise self._error(f"has no {ACTION_KEY!r} feature; columns: {list(rows.columns)}")
+            raise self._error(
+                f"the data of episode {episode_index} has no {ACTION_KEY!r} column; "
+                f"columns: {list(rows.columns)}"
+            )
         action = np.stack(rows[ACTION_KEY].to_numpy()).astype(np.float32).reshape(len(rows), -1)
         if STATE_KEY in rows.columns:
             state = np.stack(rows[STATE_KEY].to_numpy()).astype(np.float32).reshape(len(rows), -1)
         else:
             state = np.zeros((len(rows), 0), dtype=np.float32)
-        language = rows["task"].iloc[0]
-        if not isinstance(language, str) or not language.strip():
-            raise self._error(
-                f"episode {episode_index} has no task text (task_index "
-                f"{int(rows['task_index'].iloc[0])} is missing from {TASKS_PATH} or empty)"
-            )
         images = {key: self.episode_frames(episode_index, key) for key in self.camera_keys}
         return Episode(
             dataset=self.name,
@@ -840,19 +968,25 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def open_dataset(
-    root_or_repo_id: str | Path, dataset: str | None = None, revision: str | None = None
+    root_or_repo_id: str | Path,
+    dataset: str | None = None,
+    revision: str | None = None,
+    cameras: Sequence[str] | None = None,
 ) -> LeRobotV3Dataset:
     """Open a LeRobot v3 dataset from a local root (offline) or a hub repo id ("owner/name").
 
-    `dataset` names the episodes' source (default: the repo id's last part or the root's name).
+    `dataset` names the episodes' source (default: the repo id's last part or the root's name);
+    `cameras` the views to read (default: every RGB camera).
     """
     path = Path(root_or_repo_id)
     if path.exists():
-        return LeRobotV3Dataset(path, dataset=dataset)
+        return LeRobotV3Dataset(path, dataset=dataset, cameras=cameras)
     text = str(root_or_repo_id)
     if isinstance(root_or_repo_id, Path) or not _REPO_ID.fullmatch(text):
         raise LeRobotFormatError(
             f"no LeRobot dataset at {text!r}: the directory does not exist and it is not a hub "
             "repo id of the form 'owner/name'"
         )
-    return LeRobotV3Dataset(_download(text, revision), repo_id=text, dataset=dataset)
+    return LeRobotV3Dataset(
+        _download(text, revision), repo_id=text, dataset=dataset, cameras=cameras
+    )

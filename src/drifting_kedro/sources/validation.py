@@ -1,15 +1,16 @@
-"""Checks every episode before it enters the pipeline (DESIGN §3: bad input never poisons a run).
+"""Checks every episode before it enters the pipeline: bad input never poisons a run.
 
 One bad episode either stops the run with a message naming dataset, episode and frame
 (``on_error="raise"``) or is dropped with the same message logged and counted per reason
-(``on_error="skip"``), so a skip is never silent.
+(``on_error="skip"``), so a skip is never silent. Readers raise `InvalidEpisodeError` too, for
+what only they can see (timestamps, frame order, the task table), so those count the same way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +25,12 @@ OnError = Literal["raise", "skip"]
 
 # Reasons, the keys of SkipCounter.by_reason.
 UNKNOWN_DATASET = "unknown_dataset"
+UNREADABLE = "unreadable"  # a file of the episode is missing, truncated or undecodable
 ZERO_FRAMES = "zero_frames"
+TOO_SHORT = "too_short"
+BAD_FRAME_INDEX = "bad_frame_index"
+BAD_TIMESTAMPS = "bad_timestamps"
+MISSING_CAMERA = "missing_camera"
 ACTION_WIDTH = "action_width"
 STATE_WIDTH = "state_width"
 LENGTH_MISMATCH = "length_mismatch"
@@ -100,7 +106,7 @@ def _check_table(episode: Episode, kind: str, values: object, width: int) -> np.
     return arr
 
 
-def _check(episode: Episode) -> None:
+def _check(episode: Episode, min_frames: int, cameras: Sequence[str]) -> None:
     where = _where(episode)
     try:
         spec = get_spec(episode.dataset)
@@ -109,6 +115,12 @@ def _check(episode: Episode) -> None:
     action = np.asarray(episode.action)
     if action.ndim == 0 or action.shape[0] == 0:
         raise InvalidEpisodeError(ZERO_FRAMES, f"{where}: has zero frames")
+    if action.shape[0] < min_frames:
+        raise InvalidEpisodeError(
+            TOO_SHORT,
+            f"{where}: has {action.shape[0]} frame(s), fewer than the {min_frames} a trajectory "
+            "needs to give an action to learn from (it would only pad a chunk or a metric)",
+        )
     action = _check_table(episode, "action", action, spec.action_dim)
     state = _check_table(episode, "state", episode.state, spec.state_dim)
     length = action.shape[0]
@@ -124,6 +136,13 @@ def _check(episode: Episode) -> None:
         )
     if not np.isfinite(episode.fps) or episode.fps <= 0:
         raise InvalidEpisodeError(BAD_FPS, f"{where}: fps must be > 0, got {episode.fps}")
+    missing = [camera for camera in cameras if camera not in episode.images]
+    if missing:
+        raise InvalidEpisodeError(
+            MISSING_CAMERA,
+            f"{where}: has no camera {missing} (it has {sorted(episode.images)}); every episode "
+            f"of a dataset needs the same views {list(cameras)}",
+        )
     for camera, value in episode.images.items():
         frames = np.asarray(value)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -141,21 +160,36 @@ def _check(episode: Episode) -> None:
 
 
 def validate_episode(
-    episode: Episode, on_error: OnError = "raise", counter: SkipCounter | None = None
+    episode: Episode,
+    on_error: OnError = "raise",
+    counter: SkipCounter | None = None,
+    *,
+    min_frames: int = 1,
+    cameras: Sequence[str] = (),
 ) -> bool:
-    """True if the episode is usable; otherwise raise or (skip) log, count and return False."""
+    """True if the episode is usable; otherwise raise or (skip) log, count and return False.
+
+    `min_frames` is the shortest usable episode (a trajectory needs 2; a grasp is one pose) and
+    `cameras` the views every episode of the dataset must have.
+    """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     try:
-        _check(episode)
+        _check(episode, min_frames, cameras)
     except InvalidEpisodeError as err:
-        if on_error == "raise":
-            raise
-        logger.warning("skipping episode (%s): %s", err.reason, err)
-        if counter is not None:
-            counter.record(str(episode.dataset), err.reason)
+        skip(err, str(episode.dataset), on_error, counter)
         return False
     return True
+
+
+def skip(error: Exception, dataset: str, on_error: OnError, counter: SkipCounter | None) -> None:
+    """Re-raise `error`, or (skip) log and count it under its reason."""
+    if on_error != "skip":
+        raise error
+    reason = getattr(error, "reason", UNREADABLE)
+    logger.warning("skipping episode (%s): %s", reason, error)
+    if counter is not None:
+        counter.record(dataset, reason)
 
 
 def filter_valid(

@@ -79,3 +79,14 @@ def test_cuda_only_option_on_cpu_names_the_option(project):
         project, "--env=smoke", "--pipeline=precompute", "--params=features.device=cuda"
     )
     assert_one_clear_message(result, "features.device", "no CUDA device")
+
+
+@pytest.mark.slow
+def test_missing_input_names_the_pipeline_that_makes_it(project):
+    result = kedro_run(project, "--pipeline=train")  # a fresh clone: precompute never ran
+    assert_one_clear_message(
+        result,
+        "Missing input: ",
+        "data/04_feature/unified_actions.parquet)",
+        "do not exist yet: run `kedro run --pipeline=precompute` first",
+    )

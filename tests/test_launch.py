@@ -2,6 +2,7 @@ import sys
 
 import pytest
 
+from drifting_kedro import launch
 from drifting_kedro.launch import LaunchConfig, torchrun_command
 
 
@@ -30,3 +31,10 @@ def test_multi_node_command_carries_the_rendezvous():
 def test_bad_launch_settings_name_the_parameter(fields, message):
     with pytest.raises(ValueError, match=message):
         LaunchConfig(**fields)
+
+
+def test_a_killed_torchrun_is_named_as_killed(monkeypatch):
+    suicide = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    monkeypatch.setattr(launch, "torchrun_command", lambda *args: suicide)
+    with pytest.raises(RuntimeError, match="torchrun was killed by SIGKILL"):
+        launch.run_torchrun("pkg.mod", [], LaunchConfig())

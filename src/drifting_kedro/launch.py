@@ -2,15 +2,24 @@
 
 Training and feature precompute both run as Python modules under PyTorch's elastic launcher, so
 the same command scales from one CPU process to many nodes (`--nnodes`, `--rdzv-endpoint`).
+torchrun runs in a session of its own and never outlives the call: an exception or Ctrl-C in the
+launching process stops its whole process group. The caller's pid goes to the ranks in
+DRIFTING_KEDRO_LAUNCHER_PID, so they can stop when it is gone (the trainer does).
 """
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
+
+# The ranks stop when the process with this pid (the one calling `run_torchrun`) is gone.
+LAUNCHER_PID_ENV = "DRIFTING_KEDRO_LAUNCHER_PID"
+STOP_GRACE_S = 10.0  # torchrun's agent stops its ranks on SIGTERM; SIGKILL after this
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,34 @@ def run_torchrun(
     full_env = {**os.environ, **(env or {})}
     full_env["OMP_NUM_THREADS"] = str(launch.threads_per_process)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    full_env[LAUNCHER_PID_ENV] = str(os.getpid())
     logger.info("Launching: %s", " ".join(cmd))
-    returncode = subprocess.call(cmd, env=full_env)
+    process = subprocess.Popen(cmd, env=full_env, start_new_session=True)
+    try:
+        returncode = process.wait()
+    except BaseException:
+        stop_process_group(process)
+        raise
+    if returncode < 0:
+        raise RuntimeError(
+            f"torchrun was killed by {signal.Signals(-returncode).name}; its ranks stop with it."
+            f" Command: {' '.join(cmd)}"
+        )
     if returncode != 0:
         raise RuntimeError(
             f"torchrun exited with code {returncode} (the failing rank's error is printed above)."
             f" Command: {' '.join(cmd)}"
         )
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group `process` leads, then SIGKILL it if it is still there."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        logger.warning("torchrun (pid %d) still runs %.0f s after SIGTERM", process.pid, grace_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -2,7 +2,8 @@
 
 The trainer is handed a `MetricLogger`; on rank 0 it is an `MlflowRunLogger` attached to the
 Kedro session's run through MLFLOW_RUN_ID / MLFLOW_TRACKING_URI, so training curves land in the
-same MLflow run as the pipeline's parameters. No new run is ever started here.
+same MLflow run as the pipeline's parameters. No new run is ever started here, and nothing is
+written into a run that has ended: a trainer outliving its Kedro session stops instead.
 """
 
 import logging
@@ -28,8 +29,12 @@ class NullLogger:
         del params
 
 
+class RunEndedError(RuntimeError):
+    """The MLflow run this trainer logs into is no longer RUNNING."""
+
+
 class MlflowRunLogger:
-    """Logs into an existing MLflow run by id (never creates one)."""
+    """Logs into an existing MLflow run by id: never creates one, never writes into an ended one."""
 
     def __init__(self, run_id: str, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient
@@ -40,6 +45,7 @@ class MlflowRunLogger:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
+        self._check_running()
         timestamp = _now_ms()
         batch = [Metric(_safe_key(k), float(v), timestamp, step) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
@@ -47,8 +53,17 @@ class MlflowRunLogger:
     def log_params(self, params: dict[str, object]) -> None:
         from mlflow.entities import Param
 
+        self._check_running()
         batch = [Param(_safe_key(k), str(v)[:6000]) for k, v in params.items()]
         self.client.log_batch(self.run_id, params=batch)
+
+    def _check_running(self) -> None:
+        status = self.client.get_run(self.run_id).info.status
+        if status != "RUNNING":
+            raise RunEndedError(
+                f"MLflow run {self.run_id} is {status}, no longer RUNNING: the Kedro session that "
+                "launched this trainer has ended, so the trainer stops instead of logging into it"
+            )
 
 
 def logger_from_environment(rank: int) -> MetricLogger:

@@ -21,12 +21,12 @@ def test_flash_attention_on_a_cpu_machine_fails_before_launch_naming_the_option(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"head": "gan"}, "train.head"),
-        ({"loss_mode": "marginal"}, "train.loss_mode"),
-        ({"generations": 1}, "train.generations"),
+        ({"head": "gan"}, "train.trainer.head"),
+        ({"loss_mode": "marginal"}, "train.trainer.loss_mode"),
+        ({"generations": 1}, "train.trainer.generations"),
         ({"model_overrides": {"action_patch": 7}}, "action_patch"),
-        ({"keep_every": -1}, "train.keep_every"),
-        ({"state_noise": {"aloha": -0.1}}, "train.state_noise"),
+        ({"keep_every": -1}, "train.trainer.keep_every"),
+        ({"state_noise": {"aloha": -0.1}}, "train.trainer.state_noise"),
     ],
 )
 def test_bad_trainer_settings_name_the_parameter(fields, message):

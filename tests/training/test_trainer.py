@@ -38,7 +38,7 @@ def test_final_checkpoint_loads_weights_only(train_config):
 def test_kept_checkpoints_are_the_run_at_their_step_with_its_statistics(train_config):
     config = train_config(max_steps=12, checkpoint_every=5, keep_every=4)
     final = torch.load(main(config), weights_only=True)
-    kept = {int(path.stem[5:]): path.name for path in config.parent.glob("checkpoints/step_*")}
+    kept = {int(path.stem[5:]): path.name for path in config.parent.glob("checkpoints/step_*.pt")}
     assert sorted(kept) == [4, 8, 12]
 
     stats = json.loads(Path(final["train_config"]["stats_path"]).read_text())

@@ -1,4 +1,5 @@
-"""A versioned PyTorch checkpoint, saved atomically and loaded with `weights_only=True`."""
+"""A versioned PyTorch checkpoint: saved atomically with its sha256, verified on load, read with
+`weights_only=True` (a corrupt file is an error naming it)."""
 
 import glob
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,9 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+    def _exists(self) -> bool:
+        return Path(self._get_load_path()).exists()
 
     def _load(self) -> dict:
         return load_checkpoint(Path(self._get_load_path()))

@@ -2,18 +2,21 @@
 
 Reads like DiT's train.py: helpers first, then `main`. Rank logic lives here and nowhere else:
 per-rank seeds, rank 0 alone writes checkpoints and logs, losses all-reduced before logging.
-DDP by default, FSDP (fully_shard) as an option; gloo on CPU, nccl on GPU.
+DDP by default, FSDP (fully_shard) as an option; gloo on CPU, nccl on GPU. A rank never outlives
+its launcher: it stops when torchrun's agent or the process that started torchrun is gone.
 """
 
 import argparse
 import copy
+import ctypes
 import datetime
 import json
 import logging
 import math
 import os
-import shutil
+import signal
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -40,6 +43,7 @@ from drifting_kedro.drifting import (
     sample_cfg_alpha,
     update_ema,
 )
+from drifting_kedro.launch import LAUNCHER_PID_ENV
 from drifting_kedro.model import (
     DiffusionHead,
     DriftingPolicy,
@@ -49,7 +53,13 @@ from drifting_kedro.model import (
 )
 from drifting_kedro.normalization import DatasetStats
 from drifting_kedro.tracking import logger_from_environment
-from drifting_kedro.training.checkpoint import load_checkpoint, save_checkpoint
+from drifting_kedro.training.checkpoint import (
+    copy_checkpoint,
+    latest_intact_checkpoint,
+    load_checkpoint,
+    remove_partial_writes,
+    save_checkpoint,
+)
 from drifting_kedro.training.config import TrainConfig
 from drifting_kedro.training.data import (
     PolicySamples,
@@ -63,6 +73,8 @@ from drifting_kedro.training.data import (
 from drifting_kedro.training.online import OnlineVLM, build_online_vlm
 
 logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 #################################################################################
@@ -91,6 +103,49 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class LauncherGoneError(RuntimeError):
+    """The process that launched this rank has died; the rank stops before writing more."""
+
+
+@dataclass(frozen=True)
+class LauncherWatch:
+    """The processes a rank must not outlive: torchrun's agent (its parent) and the process that
+    ran torchrun (the Kedro node), so a killed launcher never leaves ranks training on their own,
+    writing checkpoints and logging into an MLflow run that has ended."""
+
+    agent: int | None  # parent pid under torchrun, else None
+    launcher: int | None  # pid from DRIFTING_KEDRO_LAUNCHER_PID, set by run_torchrun
+
+    @classmethod
+    def arm(cls) -> "LauncherWatch":
+        """Under torchrun on Linux, the kernel also SIGKILLs this rank the moment the agent dies."""
+        agent = None
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            agent = os.getppid()
+            if sys.platform.startswith("linux"):
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        launcher = os.environ.get(LAUNCHER_PID_ENV)
+        return cls(agent=agent, launcher=int(launcher) if launcher else None)
+
+    def check(self) -> None:
+        if self.agent is not None and os.getppid() != self.agent:
+            raise LauncherGoneError(f"torchrun's agent (pid {self.agent}) is gone: stopping")
+        if self.launcher is not None and not _alive(self.launcher):
+            raise LauncherGoneError(
+                f"the process that ran torchrun (pid {self.launcher}) is gone: stopping"
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    return True
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -290,7 +345,10 @@ class Trainer:
 
     def load(self, path: Path) -> int:
         """Restore a checkpoint written by `save`; returns the step to continue from."""
-        state = load_checkpoint(path, map_location=self.device)
+        return self.restore(load_checkpoint(path, map_location=self.device), path)
+
+    def restore(self, state: dict, path: Path) -> int:
+        """Restore the loaded checkpoint `path`; returns the step to continue from."""
         set_state_dict(
             self.wrapped,
             self.optimizer,
@@ -356,16 +414,19 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
 
 
 def main(config_path: Path) -> Path:
-    """Train to `max_steps` (resuming from `<run_dir>/checkpoints/last.pt` if it exists)."""
+    """Train to `max_steps`, resuming from the run's newest intact checkpoint if it has one."""
+    launcher = LauncherWatch.arm()
     cfg = TrainConfig.load(config_path)
     rank, world, device = setup_distributed()
     try:
-        return train(cfg, rank, world, device)
+        return train(cfg, rank, world, device, launcher)
     finally:
         dist.destroy_process_group()
 
 
-def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path:
+def train(
+    cfg: TrainConfig, rank: int, world: int, device: torch.device, launcher: LauncherWatch
+) -> Path:
     run_dir = Path(cfg.run_dir)
     torch.manual_seed(cfg.seed * world + rank)
     metric_logger = logger_from_environment(rank)
@@ -378,9 +439,17 @@ def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path
         frame_paths=cfg.frame_paths if cfg.online_backbone else None,
     )
     trainer = build_trainer(cfg, samples, device, rank)
-    last_path = run_dir / "checkpoints" / "last.pt"
-    start_step = trainer.load(last_path) if last_path.exists() else 0
+    checkpoints = run_dir / "checkpoints"
+    last_path, final_path = checkpoints / "last.pt", checkpoints / "final.pt"
+    resume = latest_intact_checkpoint(checkpoints, map_location=device)
+    start_step = trainer.restore(resume.state, resume.path) if resume is not None else 0
+    saved_step, saved_path = start_step, resume.path if resume is not None else None
     if rank == 0:
+        remove_partial_writes(checkpoints)
+        if resume is not None and resume.skipped:
+            for reason in resume.skipped:
+                logger.warning("%s", reason)
+            logger.warning("Resuming from %s (step %d) instead", resume.path, start_step)
         _truncate_history(run_dir / "metrics.jsonl", start_step)
         parameters = trainer.model.num_parameters()
         metric_logger.log_params({"train.model_parameters": parameters, "train.world_size": world})
@@ -418,6 +487,7 @@ def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path
     )
     window_start, window_steps = time.perf_counter(), 0
     for step in progress:
+        launcher.check()
         stats = trainer.train_step(batches, step)
         done, window_steps = step + 1, window_steps + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
@@ -434,13 +504,13 @@ def train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Path
         kept = cfg.keep_every > 0 and done % cfg.keep_every == 0
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or kept:
             trainer.save(done, last_path)
+            saved_step, saved_path = done, last_path
         if kept and rank == 0:
-            shutil.copyfile(last_path, last_path.with_name(f"step_{done}.pt"))
+            copy_checkpoint(last_path, last_path.with_name(f"step_{done}.pt"))
         if cfg.stop_after_step is not None and done >= cfg.stop_after_step:
             break
-    final_path = run_dir / "checkpoints" / "final.pt"
-    if rank == 0 and last_path.exists() and load_checkpoint(last_path)["step"] == cfg.max_steps:
-        shutil.copyfile(last_path, final_path)
+    if rank == 0 and saved_step == cfg.max_steps and saved_path != final_path:
+        copy_checkpoint(saved_path, final_path)
     dist.barrier()
     return final_path
 

@@ -54,7 +54,8 @@ MEANINGS: dict[str, str] = {
     "features.staging_dir": "resumable per-backbone cache of feature stores; versions link to it",
     # parameters_train.yml
     "train.runs_dir": "parent of each training run's working folder `<runs_dir>/<mlflow run id>`",
-    "train.resume_from": "a run folder to continue after a crash (its `checkpoints/last.pt`)",
+    "train.resume_from": "a run folder to continue, from its newest intact checkpoint and with "
+    "its own configuration (docs/distributed.md)",
     "train.trainer": "keyword arguments of `TrainConfig` (all fields below)",
     "train.trainer.model_overrides.action_patch": "consecutive actions per generator token",
     # parameters_evaluate.yml
@@ -106,6 +107,12 @@ MEANINGS: dict[str, str] = {
     "train.trainer.queue_size": "sample-queue length of the `queue` loss",
     "train.trainer.cfg_alpha_max": "CFG scale α drawn in [1, max]; 1 disables CFG training",
     "train.trainer.cfg_power": "p(α) ∝ α^-k",
+    "train.trainer.dataset_weights.aloha_sim_transfer_cube": "the transfer cube's share of "
+    "each batch (relative to the other datasets' weights)",
+    "train.trainer.dataset_weights.fetch_pick_and_place_abs": "pick-and-place's share of each "
+    "batch",
+    "train.trainer.state_noise.fetch_pick_and_place_abs": "std of the noise on Fetch's "
+    "normalized state (0.3: 2.6 cm in x and y), so the policy reads the block from the images",
     "train.trainer.dataset_weights": "dataset → sampling weight (default: by size)",
     "train.trainer.state_noise": "dataset → std of Gaussian noise on its normalized input state "
     "(labels stay clean), so the policy reads objects from the images instead of copying the "
@@ -118,7 +125,8 @@ MEANINGS: dict[str, str] = {
     "to evaluate several budgets of one run",
     "train.trainer.seed": "seed of noise, CFG α and batch order (per rank)",
     "train.trainer.bf16": "`auto` (bf16 autocast on CUDA only) \\| `on` \\| `off`",
-    "train.trainer.stop_after_step": "stop as if killed after this step (resume tests)",
+    "train.trainer.stop_after_step": "stop as if killed after this step (resume tests); a "
+    "resume clears it",
     "train.trainer.online_backbone": "online VLM: a backbone name encoding frames inside the "
     "step; `''` = precomputed features (see gpu.md)",
     "train.trainer.online_backbone_options": "online VLM: `build_backbone` keywords "
@@ -210,6 +218,10 @@ def render() -> str:
         "override (blank: inherited from base), and what it does. Environments overlay base "
         "leaf by leaf: `conf/<env>/parameters_<pipeline>.yml` names only the keys it changes "
         "(a list, such as `ingest.sources`, is replaced whole), and so does `--params`.",
+        "The train node checks `train`, `train.trainer` and `train_launch` before torchrun "
+        "starts: an unknown key is an error naming the nearest valid one "
+        "(`train.resume_form is not an option; did you mean train.resume_from?`), a value of "
+        "the wrong type or range one naming the option (`train.trainer.lr must be > 0, got -1`).",
         "",
     ]
     for pipeline in PIPELINES:

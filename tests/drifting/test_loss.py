@@ -59,9 +59,7 @@ def test_loss_on_kept_columns_equals_the_full_width_field(mode):
     (grad,) = torch.autograd.grad(loss, x)
 
     weight = cfg_negative_weight(alpha, g, b - 1)[:, None]
-    field = drift_field(
-        x.detach(), y_pos, None, mask=mask, extra_neg=unc, extra_neg_weight=weight
-    )
+    field = drift_field(x.detach(), y_pos, None, mask=mask, extra_neg=unc, extra_neg_weight=weight)
     full = _stopgrad_mse(x, field.v, field.scale, mask)
     if mode == "hybrid":
         full = full + 2.0 * _masked_mse(x.mean(dim=1), y_pos[:, 0], mask)

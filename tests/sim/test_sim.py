@@ -218,6 +218,29 @@ def test_record_dataset_writes_successful_episodes(tmp_path):
         record_dataset("fetch_pick_and_place", root, num_episodes=1)
 
 
+def test_recording_workers_write_the_dataset_one_process_writes(tmp_path):
+    """Episodes are simulated in parallel but written in seed order: the same dataset."""
+    from drifting_kedro.sources.lerobot_v3 import open_dataset
+
+    recorded = {}
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        report = record_dataset(
+            "fetch_pick_and_place_abs", root, num_episodes=3, image_size=32,
+            steps_after_success=1, workers=workers,
+        )  # fmt: skip
+        assert report.seeds == [0, 2, 4]
+        recorded[workers] = list(
+            open_dataset(root, dataset="fetch_pick_and_place_abs").iter_episodes()
+        )
+    for one, two in zip(recorded[1], recorded[2], strict=True):
+        np.testing.assert_array_equal(one.action, two.action)
+        for key, frames in one.images.items():
+            np.testing.assert_array_equal(frames, two.images[key])
+    with pytest.raises(ValueError, match="recording workers must be >= 1"):
+        record_dataset("fetch_pick_and_place_abs", tmp_path / "none", num_episodes=1, workers=0)
+
+
 def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
     root = tmp_path / "fetch"
     record_dataset("fetch_pick_and_place", root, num_episodes=1, seed=3, image_size=32)

@@ -6,8 +6,11 @@ Only successful expert episodes are kept; the seeds used are written to
 
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,6 +122,41 @@ def rollout(
     return RecordedEpisode(frames=frames, success=bool(success))
 
 
+_RECORDER: tuple[SimEnv, Expert, int | None] | None = None  # a recording process's own env
+
+
+def _start_recorder(dataset_name: str, image_size: int, steps_after_success: int | None) -> None:
+    global _RECORDER  # noqa: PLW0603 (one env per worker process, built once)
+    _RECORDER = (make_env(dataset_name, image_size), make_expert(dataset_name), steps_after_success)
+
+
+def _record_seed(seed: int) -> RecordedEpisode:
+    env, expert, steps_after_success = _RECORDER
+    return rollout(env, expert, seed, steps_after_success)
+
+
+def rollouts(
+    recorder: tuple[str, int, int | None], seeds: list[int], workers: int | None = None
+) -> Iterator[RecordedEpisode]:
+    """The expert episodes of `seeds` in order, simulated by `workers` processes (default: one per
+    core, at most 8; 1: in this process). `recorder` is (dataset, image size, steps after
+    success). Rendering and physics are single-threaded, so recording on one core would leave
+    the others idle; the caller stops whenever it has enough episodes."""
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"recording workers must be >= 1, got {workers}")
+    if workers == 1:
+        _start_recorder(*recorder)
+        try:
+            yield from (_record_seed(seed) for seed in seeds)
+        finally:
+            _RECORDER[0].close()
+        return
+    # spawn, not fork: the parent may hold GL contexts and logging threads.
+    with multiprocessing.get_context("spawn").Pool(workers, _start_recorder, recorder) as pool:
+        yield from pool.imap(_record_seed, seeds)
+
+
 def lerobot_features(spec: TaskSpec, image_size: int, use_videos: bool) -> dict[str, dict]:
     """LeRobot feature spec of a simulated dataset (default columns are the writer's).
 
@@ -157,12 +195,15 @@ def record_dataset(
     use_videos: bool = False,
     steps_after_success: int | None = None,
     max_attempts: int | None = None,
+    workers: int | None = None,
 ) -> GenerationReport:
     """Write `num_episodes` successful expert demonstrations of a simulated task to `root`.
 
     Episodes are tried on `demo_seeds(seed, max_attempts)` in order; failures are dropped and
-    counted. The dataset is written to `<root>.partial` and renamed when complete, so an
-    interrupted run never leaves a half dataset that looks finished.
+    counted. `workers` processes (default: one per core) simulate the episodes while this one
+    writes them, in seed order, so the dataset does not depend on the worker count. The dataset
+    is written to `<root>.partial` and renamed when complete, so an interrupted run never
+    leaves a half dataset that looks finished.
     """
     from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
 
@@ -184,8 +225,6 @@ def record_dataset(
         logger.warning("%s: removing the unfinished generation left in %s", dataset_name, partial)
         shutil.rmtree(partial)
 
-    env = make_env(dataset_name, image_size=image_size)
-    expert = make_expert(dataset_name)
     report = GenerationReport(
         dataset=dataset_name, root=str(root), attempts=0, successes=0, seconds=0.0
     )
@@ -199,9 +238,11 @@ def record_dataset(
         features=lerobot_features(spec, image_size, use_videos),
         robot_type=spec.robot_type,
     ) as writer:
+        seeds = demo_seeds(seed, max_attempts)
+        recorder = (dataset_name, image_size, steps_after_success)
+        episodes = rollouts(recorder, seeds, workers)
         try:
-            for episode_seed in demo_seeds(seed, max_attempts):
-                episode = rollout(env, expert, episode_seed, steps_after_success)
+            for episode_seed, episode in zip(seeds, episodes, strict=False):
                 report.attempts += 1
                 if episode.success:
                     writer.add_episode(episode.frames, task=spec.instruction)
@@ -215,8 +256,8 @@ def record_dataset(
                 if report.successes == num_episodes:
                     break
         finally:
+            episodes.close()  # stops the workers, which may be simulating seeds not needed
             progress.close()
-            env.close()
         report.seconds = time.perf_counter() - start
         if report.successes < num_episodes:
             raise RuntimeError(

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from training_set import DATASET, write_training_set
+from training_set import DATASET, TINY, write_training_set
 
 from drifting_kedro.training.config import TrainConfig
 
@@ -23,13 +23,8 @@ def train_config(training_set, tmp_path):
             "table_path": training_set["table"],
             "stats_path": training_set["stats"],
             "feature_paths": {DATASET: training_set["features"]},
-            "model_overrides": {"hidden_size": 32, "depth": 2, "num_heads": 2, "noise_dim": 8},
-            "action_horizon": 8,
-            "batch_size": 4,
-            "generations": 4,
+            **TINY,
             "max_steps": 12,
-            "warmup_steps": 2,
-            "log_every": 1,
             "checkpoint_every": 4,
         }
         config = TrainConfig(**{**defaults, **fields})

@@ -59,5 +59,16 @@ def write_training_set(root: Path, episodes: int = 3, length: int = 30) -> dict[
     return {"table": str(table_path), "stats": str(stats_path), "features": str(store_path)}
 
 
+# A trainer small enough for a CPU test: a few steps take seconds.
+TINY = {
+    "model_overrides": {"hidden_size": 32, "depth": 2, "num_heads": 2, "noise_dim": 8},
+    "action_horizon": 8,
+    "batch_size": 4,
+    "generations": 4,
+    "warmup_steps": 2,
+    "log_every": 1,
+}
+
+
 def history(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

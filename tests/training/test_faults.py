@@ -1,5 +1,6 @@
 """Fault injection on the training side: killed launchers and ranks, resumes, corrupt checkpoints
-and bad parameters, each checked for what the user sees and what is kept."""
+and bad parameters, each checked for what the user sees and what is kept (the data side:
+tests/faults/test_data_faults.py)."""
 
 import contextlib
 import json
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from kedro.io.core import DatasetError, Version
+from training_set import DATASET, TINY, history
 
 from drifting_kedro.cli import user_error
 from drifting_kedro.datasets import TorchCheckpointDataset
@@ -34,49 +36,9 @@ from drifting_kedro.training.checkpoint import (
 from drifting_kedro.training.config import TrainConfig, check_action_horizon
 from drifting_kedro.training.train import main
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
-from training_set import DATASET, history, write_training_set  # noqa: E402
-
 PROJECT = Path(__file__).resolve().parents[2]
 TRAIN_MODULE = "drifting_kedro.training.train"
 CURVE_KEYS = ("train/loss", "train/drift/lambda_v", f"train/mse/{DATASET}", "train/grad_norm")
-TINY = {
-    "model_overrides": {"hidden_size": 32, "depth": 2, "num_heads": 2, "noise_dim": 8},
-    "action_horizon": 8,
-    "batch_size": 4,
-    "generations": 4,
-    "warmup_steps": 2,
-    "log_every": 1,
-}
-
-
-@pytest.fixture(scope="module")
-def training_set(tmp_path_factory) -> dict[str, str]:
-    return write_training_set(tmp_path_factory.mktemp("training_set"))
-
-
-@pytest.fixture
-def train_config(training_set, tmp_path):
-    """A tiny CPU configuration saved as `<run_dir>/config.json`; override fields per test."""
-
-    def make(**fields) -> Path:
-        defaults = {
-            "run_dir": str(tmp_path / "run"),
-            "table_path": training_set["table"],
-            "stats_path": training_set["stats"],
-            "feature_paths": {DATASET: training_set["features"]},
-            "max_steps": 12,
-            "checkpoint_every": 4,
-            **TINY,
-        }
-        config = TrainConfig(**{**defaults, **fields})
-        Path(config.run_dir).mkdir(parents=True, exist_ok=True)
-        config.save(Path(config.run_dir) / "config.json")
-        return Path(config.run_dir) / "config.json"
-
-    return make
-
-
 #################################################################################
 #                                  Helpers                                      #
 #################################################################################

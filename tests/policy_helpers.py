@@ -5,7 +5,7 @@ import torch
 from drifting_kedro.model import LANGUAGE_TOKEN
 
 VLM_HIDDEN = 48
-# Active dims of the five embodiments (DESIGN §4): A, B, C, D (+ dex wrist A 0:7), E.
+# Active dims of the five embodiments: A, B, C, D (+ dex wrist A 0:7), E.
 EMBODIMENT_DIMS = {
     0: list(range(0, 8)),
     1: list(range(8, 16)),

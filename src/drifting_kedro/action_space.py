@@ -1,4 +1,4 @@
-"""The dataset registry and the 128-D unified action/state space (DESIGN §4, seed 000 §3).
+"""The dataset registry and the 128-D unified action/state space.
 
 Every embodiment writes its native action into fixed, non-overlapping slots of one 128-D vector,
 so a single generator serves them all; the mapping is a pure scatter/gather and therefore
@@ -30,8 +30,8 @@ REGION_PAD = slice(56, 128)  # zeros, except WHOLE_BODY below for behavior1k
 QUAT_DIMS = slice(3, 7)  # region A quaternion, x y z w
 
 # behavior1k's R1Pro action is 23-D: base (3) + torso (4) + two 7-joint arms + two grippers.
-# Seed 000 §3.3 squeezes those 23 values into the 16 dims of region C, which cannot be
-# invertible; the arms and grippers go to C and base + torso take the first 7 pad dims.
+# Squeezing those 23 values into the 16 dims of region C could not be inverted, so the arms
+# and grippers go to C and base + torso take the first 7 pad dims.
 WHOLE_BODY = slice(56, 63)
 
 # Named slots that the registry places values into.
@@ -210,7 +210,7 @@ def _build_registry() -> dict[str, DatasetSpec]:
             cameras=("observation.images.top",),
             fps=50.0,
         ),
-        # Seed 000 §3.3 widths; names are the real datasets' as best known (the OXE ports
+        # Native widths; names are the real datasets' as best known (the OXE ports
         # name their vectors generically, e.g. "motor_0").
         DatasetSpec(
             **_mirror_state(

@@ -1,4 +1,4 @@
-"""Per-dataset, per-dim normalization statistics of unified actions and states (DESIGN §4).
+"""Per-dataset, per-dim normalization statistics of unified actions and states.
 
 Statistics come from each dataset's own rows only: a quaternion dim of rlbench and a joint of
 aloha never share a mean, and quantiles are exact (``np.quantile``), never averaged across
@@ -17,7 +17,7 @@ import torch
 
 from drifting_kedro.action_space import UNIFIED_DIM, action_mask, state_mask
 
-MIN_STD = 0.01  # seed 000 §3.5: at most 100x amplification (quaternion dims have std ~0.009)
+MIN_STD = 0.01  # at most 100x amplification (quaternion dims have std ~0.009)
 QUANTILES = (0.01, 0.99)
 _FIELDS = ("mean", "std", "min", "max", "q01", "q99")
 

@@ -1,4 +1,4 @@
-"""The Drifting objective (DESIGN §7): field, loss modes, CFG guidance, sample queue, EMA."""
+"""The Drifting objective: field, loss modes, CFG guidance, sample queue, EMA."""
 
 from drifting_kedro.drifting.ema import create_ema, ema_decay_at, requires_grad, update_ema
 from drifting_kedro.drifting.field import DriftField, compute_drift, drift_field

@@ -59,7 +59,7 @@ class DriftField:
     stats: dict[str, float]
 
 
-def compute_drift(  # noqa: PLR0917 (signature of issue 3)
+def compute_drift(  # noqa: PLR0917 (the field's public signature)
     x: Tensor,
     y_pos: Tensor,
     y_neg: Tensor | None = None,

@@ -1,7 +1,7 @@
 """Evaluation panels as PNG bytes (matplotlib, headless), ready to be MLflow artifacts.
 
 Every panel takes arrays and returns PNG bytes. The offline panels show one dataset's held-out
-draws in normalized action units on its active dims, with the colours of seed 002: policy draws
+draws in normalized action units on its active dims, with one colour code throughout: policy draws
 orange, expert chunks green. "Chunk" panels flatten a [T, A] chunk to one T·A vector; 2-D views
 are its projection on the top two principal axes (PCA) of the points shown.
 """

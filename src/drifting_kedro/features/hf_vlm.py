@@ -3,7 +3,8 @@
 ``qwen3vl`` puts every view of a sample in one user message (V images, then the instruction) and
 runs Qwen3-VL once; M-RoPE positions come from ``image_grid_thw`` as the model builds them.
 ``paligemma2`` runs SigLIP + projector on each view, then Gemma once over the image tokens of all
-views followed by the prompt (001 §3.2.1). Tokens are the last hidden states.
+views followed by the prompt, as PaliGemma was trained to read them. Tokens are the last
+hidden states.
 
 The ``*-tiny-random`` twins build the same transformers classes from tiny configs with a fixed
 seed and a byte-level tokenizer made in code, so the identical processor -> model -> hidden-state

@@ -2,7 +2,8 @@
 
 The drifting policy acts in one forward pass; these train the identical network (built with
 head="diffusion" or "flow", so the noisy action is its input and a timestep joins c_global) and
-need K passes per action chunk. They exist to measure what one step costs or saves (DESIGN §6).
+need K passes per action chunk. They exist to measure what the one-step policy costs or saves
+in success and latency against a multi-step generator of the same size, trained on the same data.
 Noise is drawn on the embodiment's active dims only, so inactive dims stay exactly zero.
 """
 

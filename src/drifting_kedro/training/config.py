@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 0
     bf16: str = "auto"  # auto = bf16 autocast on CUDA only
     stop_after_step: int | None = None  # stop (as if killed) after this step; for resume tests
-    # Online VLM (003 §2.3): the backbone encodes frames inside the step, LoRA staged in at
+    # Online VLM: the backbone encodes frames inside the step, LoRA staged in at
     # lora_start_step on the q/v projections of its last lora_layers language-model layers.
     online_backbone: str = ""  # a build_backbone name; "" = precomputed features (default)
     online_backbone_options: dict = field(default_factory=dict)  # build_backbone keywords

@@ -1,6 +1,6 @@
 """Online-VLM training: the backbone encodes each batch inside the step, with staged LoRA.
 
-Pi0-style staging (seed 003 §2.3): the VLM is frozen for the first ``lora_start_step`` steps
+Pi0-style staging: the VLM is frozen for the first ``lora_start_step`` steps
 (gradients of a random generator would corrupt it), then LoRA adapters on the q/v projections
 of its last ``lora_layers`` language-model layers train at ``lr * lora_lr_ratio``.
 

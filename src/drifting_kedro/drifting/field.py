@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -133,39 +134,39 @@ def drift_field(
     temps = _check_temperatures(temperatures)
     if block_elements < 1:
         raise ValueError(f"block_elements must be >= 1, got {block_elements}")
-    x, y_pos, y_neg, extra, weight, active = _prepare(
+    ops = _prepare(
         x, y_pos, y_neg, mask=mask, extra_neg=extra_neg, extra_neg_weight=extra_neg_weight
     )
-    bsz, n, dim = x.shape
-    self_mask = y_neg is None
-    negatives = [x if self_mask else y_neg] + ([extra] if extra is not None else [])
+    bsz, n, dim = ops.x.shape
+    self_mask = ops.y_neg is None
+    negatives = [ops.x if self_mask else ops.y_neg] + ([ops.extra] if ops.extra is not None else [])
     n_reg = negatives[0].shape[1]  # negatives with weight 1 (x itself or y_neg)
-    n_ext = 0 if extra is None else extra.shape[1]
-    targets = torch.cat([*negatives, y_pos], dim=1)  # [B, M, D]
+    n_ext = 0 if ops.extra is None else ops.extra.shape[1]
+    targets = torch.cat([*negatives, ops.y_pos], dim=1)  # [B, M, D]
     n_neg = n_reg + n_ext
     # Centering makes |x|²+|y|²-2xy cancel less; V is translation invariant.
     center = targets.mean(dim=1, keepdim=True)
-    x, targets = x - center, targets - center
+    x, targets = ops.x - center, targets - center
     plan = _Plan(bsz, n, targets.shape[1], dim, block_elements, max_cache_bytes)
     ctx = _Context(
-        x, targets, n_reg=n_reg, n_ext=n_ext, weight=weight, self_mask=self_mask, plan=plan
+        x, targets, n_reg=n_reg, n_ext=n_ext, weight=ops.weight, self_mask=self_mask, plan=plan
     )
 
     scale_s = ctx.sweep_distances()  # [B] mean distance S (weighted, self-pairs excluded)
     if normalize_features:
         # Paper Eq. 18-22: samples / (S/sqrt(D)) with τ̃ = τ sqrt(D), i.e. logits -(d/S)/τ.
         ctx.rescale_distances(scale_s)
-        s = scale_s / active.sqrt()  # [B]
+        s = scale_s / ops.active.sqrt()  # [B]
     else:
         s = torch.ones_like(scale_s)
     # Targets were divided by S; V in units of x / s is then V * S / s = V * sqrt(D).
-    unit = (active.sqrt() if normalize_features else s)[None, :, None, None]
+    unit = (ops.active.sqrt() if normalize_features else s)[None, :, None, None]
     neg_k = [-1.0 / t for t in temps]
     ctx.sweep_sums(neg_k)
     pos_term, neg_term, a_pos, a_neg = ctx.sweep_field(neg_k, n_neg)
     raw = (a_neg[..., None] * pos_term - a_pos[..., None] * neg_term) * unit
     # raw: [T, B, N, D] in normalized units; zero on inactive dims since targets are.
-    count = n * active  # [B] active elements per group
+    count = n * ops.active  # [B] active elements per group
     msq = raw.square().sum(dim=(2, 3)) / count  # [T, B]
     stats = {f"drift_norm_tau{t:g}": float(msq[i].mean()) for i, t in enumerate(temps)}
     stats["lambda_v"] = float(raw.sum(dim=0).square().sum(dim=-1).mean())
@@ -193,6 +194,17 @@ def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
     return temps
 
 
+class _Operands(NamedTuple):
+    """Validated field inputs: float32, detached, zero on inactive dims."""
+
+    x: Tensor  # [B, N, D] queries
+    y_pos: Tensor  # [B, P, D]
+    y_neg: Tensor | None  # [B, M, D]; None: x itself with self-pairs masked
+    extra: Tensor | None  # [B, K, D] negatives whose kernel is weighted
+    weight: Tensor | None  # [B, K] kernel weight of each extra negative
+    active: Tensor  # [B] active dims per group
+
+
 def _prepare(
     x: Tensor,
     y_pos: Tensor,
@@ -201,8 +213,32 @@ def _prepare(
     mask: Tensor | None,
     extra_neg: Tensor | None,
     extra_neg_weight: Tensor | float | None,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor]:
+) -> _Operands:
     """Validate shapes; float32, detached, inactive dims zeroed; active-dim counts [B]."""
+    _check_samples(x, y_pos, y_neg)
+    mask_f = _float_mask(mask, x)  # [B, D]
+    extra = weight = None
+    if extra_neg is not None:
+        extra, weight = _weighted_negatives(extra_neg, extra_neg_weight, x)
+    elif extra_neg_weight is not None:
+        raise ValueError("extra_neg_weight was given without extra_neg")
+    m = mask_f[:, None, :]
+
+    def clean(t: Tensor) -> Tensor:
+        return t.detach().to(x.device, torch.float32) * m
+
+    return _Operands(
+        x=clean(x),
+        y_pos=clean(y_pos),
+        y_neg=None if y_neg is None else clean(y_neg),
+        extra=None if extra is None else clean(extra),
+        weight=weight,
+        active=mask_f.sum(dim=1),
+    )
+
+
+def _check_samples(x: Tensor, y_pos: Tensor, y_neg: Tensor | None) -> None:
+    """Queries x [B, N, D] and targets of the same groups and width."""
     if x.dim() != 3:
         raise ValueError(f"x must be [B, N, D], got shape {tuple(x.shape)}")
     bsz, n, dim = x.shape
@@ -215,58 +251,54 @@ def _prepare(
         )
     if y_neg is not None and (y_neg.dim() != 3 or y_neg.shape[0] != bsz or y_neg.shape[2] != dim):
         raise ValueError(f"y_neg must be [B={bsz}, M, D={dim}], got {tuple(y_neg.shape)}")
+
+
+def _float_mask(mask: Tensor | None, x: Tensor) -> Tensor:
+    """Float mask [B, D] of the active dims of every group (ones without a mask)."""
+    bsz, _, dim = x.shape
     if mask is None:
         mask_f = torch.ones(bsz, dim, device=x.device)
+    elif mask.dtype != torch.bool or mask.shape not in {(dim,), (bsz, dim)}:
+        raise ValueError(
+            f"mask must be bool [D={dim}] or [B={bsz}, D], got {mask.dtype} {tuple(mask.shape)}"
+        )
     else:
-        if mask.dtype != torch.bool or mask.shape not in {(dim,), (bsz, dim)}:
-            raise ValueError(
-                f"mask must be bool [D={dim}] or [B={bsz}, D], got {mask.dtype} {tuple(mask.shape)}"
-            )
         mask_f = mask.to(x.device, torch.float32).expand(bsz, dim)
-    active = mask_f.sum(dim=1)  # [B]
-    if bool((active == 0).any()):
-        bad = torch.nonzero(active == 0).flatten().tolist()
+    empty = mask_f.sum(dim=1) == 0
+    if bool(empty.any()):
+        bad = torch.nonzero(empty).flatten().tolist()
         raise ValueError(f"mask has no active dims for group(s) {bad}; drop those groups")
-    m = mask_f[:, None, :]
+    return mask_f
 
-    def clean(t: Tensor) -> Tensor:
-        return t.detach().to(x.device, torch.float32) * m
 
-    extra = weight = None
-    if extra_neg is not None:
-        if extra_neg.dim() == 2:
-            extra_neg = extra_neg.unsqueeze(0).expand(bsz, -1, -1)
-        if extra_neg.dim() != 3 or extra_neg.shape[0] != bsz or extra_neg.shape[2] != dim:
-            raise ValueError(
-                f"extra_neg must be [K, D={dim}] or [B={bsz}, K, D], got {tuple(extra_neg.shape)}"
-            )
-        k = extra_neg.shape[1]
-        w = torch.as_tensor(
-            1.0 if extra_neg_weight is None else extra_neg_weight,
-            dtype=torch.float32,
-            device=x.device,
-        ).detach()
-        if w.dim() == 1 and w.shape[0] == k:
-            w = w.unsqueeze(0)
-        if w.dim() > 2 or not _broadcastable(w.shape, (bsz, k)):
-            raise ValueError(
-                f"extra_neg_weight must be a scalar, [K={k}], [B={bsz}, 1] or [B, K], "
-                f"got shape {tuple(w.shape)}"
-            )
-        w = w.expand(bsz, k) if w.dim() == 2 else w.expand(bsz, k)
-        if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
-            raise ValueError("extra_neg_weight must be finite and >= 0 (CFG needs alpha >= 1)")
-        extra, weight = clean(extra_neg), w.contiguous()
-    elif extra_neg_weight is not None:
-        raise ValueError("extra_neg_weight was given without extra_neg")
-    return (
-        clean(x),
-        clean(y_pos),
-        None if y_neg is None else clean(y_neg),
-        extra,
-        weight,
-        active,
-    )
+def _weighted_negatives(
+    extra_neg: Tensor, extra_neg_weight: Tensor | float | None, x: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Extra negatives [B, K, D] (a shared [K, D] is expanded) and their weights [B, K]."""
+    bsz, _, dim = x.shape
+    if extra_neg.dim() == 2:
+        extra_neg = extra_neg.unsqueeze(0).expand(bsz, -1, -1)
+    if extra_neg.dim() != 3 or extra_neg.shape[0] != bsz or extra_neg.shape[2] != dim:
+        raise ValueError(
+            f"extra_neg must be [K, D={dim}] or [B={bsz}, K, D], got {tuple(extra_neg.shape)}"
+        )
+    k = extra_neg.shape[1]
+    w = torch.as_tensor(
+        1.0 if extra_neg_weight is None else extra_neg_weight,
+        dtype=torch.float32,
+        device=x.device,
+    ).detach()
+    if w.dim() == 1 and w.shape[0] == k:
+        w = w.unsqueeze(0)
+    if w.dim() > 2 or not _broadcastable(w.shape, (bsz, k)):
+        raise ValueError(
+            f"extra_neg_weight must be a scalar, [K={k}], [B={bsz}, 1] or [B, K], "
+            f"got shape {tuple(w.shape)}"
+        )
+    w = w.expand(bsz, k)
+    if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+        raise ValueError("extra_neg_weight must be finite and >= 0 (CFG needs alpha >= 1)")
+    return extra_neg, w.contiguous()
 
 
 def _broadcastable(shape: torch.Size, target: tuple[int, int]) -> bool:

@@ -55,6 +55,56 @@ def drifting_loss(
     negatives. ``queue`` (positives) and optional ``neg_queue`` (past predictions) are
     required / used by ``mode="queue"``, which pushes into them.
     """
+    _check_arguments(
+        mode,
+        x,
+        y_pos,
+        mse_weight=mse_weight,
+        drift_weight=drift_weight,
+        y_uncond=y_uncond,
+        cfg_alpha=cfg_alpha,
+    )
+    field_kw = {
+        "temperatures": temperatures,
+        "normalize_features": normalize_features,
+        "normalize_drift": normalize_drift,
+        "block_elements": block_elements,
+    }
+    if mode == "queue":
+        return _queue_loss(
+            x,
+            y_pos,
+            mask=mask,
+            queue=queue,
+            neg_queue=neg_queue,
+            queue_samples=queue_samples,
+            generator=generator,
+            field_kw=field_kw,
+        )
+    return _conditional_loss(
+        x,
+        y_pos,
+        mask=mask,
+        y_uncond=y_uncond,
+        cfg_alpha=cfg_alpha,
+        hybrid=mode == "hybrid",
+        mse_weight=mse_weight,
+        drift_weight=drift_weight,
+        field_kw=field_kw,
+    )
+
+
+def _check_arguments(
+    mode: str,
+    x: Tensor,
+    y_pos: Tensor,
+    *,
+    mse_weight: float,
+    drift_weight: float,
+    y_uncond: Tensor | None,
+    cfg_alpha: Tensor | None,
+) -> None:
+    """Reject a mode, shapes or weights the loss is not defined for, before any work."""
     if mode not in LOSS_MODES:
         raise ValueError(f"drifting loss mode={mode!r} is not one of {LOSS_MODES}")
     if x.dim() != 3 or y_pos.dim() != 3 or y_pos.shape[0] != x.shape[0]:
@@ -66,26 +116,23 @@ def drifting_loss(
         raise ValueError(f"loss weights must be >= 0, got mse={mse_weight}, drift={drift_weight}")
     if y_uncond is not None and cfg_alpha is None:
         raise ValueError("y_uncond (CFG negatives) was given without cfg_alpha [B]")
-    field_kw = {
-        "temperatures": temperatures,
-        "normalize_features": normalize_features,
-        "normalize_drift": normalize_drift,
-        "block_elements": block_elements,
-    }
-    if mode == "queue":
-        if y_uncond is not None:
-            raise ValueError("CFG (y_uncond) is only defined for conditional / hybrid modes")
-        return _queue_loss(
-            x,
-            y_pos,
-            mask=mask,
-            queue=queue,
-            neg_queue=neg_queue,
-            queue_samples=queue_samples,
-            generator=generator,
-            field_kw=field_kw,
-        )
+    if y_uncond is not None and mode == "queue":
+        raise ValueError("CFG (y_uncond) is only defined for conditional / hybrid modes")
 
+
+def _conditional_loss(
+    x: Tensor,
+    y_pos: Tensor,
+    *,
+    mask: Tensor | None,
+    y_uncond: Tensor | None,
+    cfg_alpha: Tensor | None,
+    hybrid: bool,
+    mse_weight: float,
+    drift_weight: float,
+    field_kw: dict,
+) -> tuple[Tensor, dict[str, float]]:
+    """Each observation's generations against its own positives (``hybrid``: plus the MSE)."""
     if mask is not None:
         # Columns no row keeps are zero in every sample and weigh nothing in the loss: dropping
         # them leaves distances, field and loss as they were, at a fraction of the cost (a
@@ -93,27 +140,29 @@ def drifting_loss(
         columns = _kept_columns(mask, x.shape[2])
         x, y_pos, mask = x[..., columns], y_pos[..., columns], mask[..., columns]
         y_uncond = None if y_uncond is None else y_uncond[..., columns]
-    bsz, gens, dim = x.shape
-    extra = weight = None
-    if y_uncond is not None:
-        if cfg_alpha is None or cfg_alpha.shape != (bsz,):
-            got = None if cfg_alpha is None else tuple(cfg_alpha.shape)
-            raise ValueError(f"cfg_alpha must be [B={bsz}], got {got}")
-        extra = y_uncond
-        weight = cfg_negative_weight(cfg_alpha.to(x.device), gens, y_uncond.shape[-2])[:, None]
+    weight = None if y_uncond is None else _cfg_weight(cfg_alpha, x, y_uncond)
     field = drift_field(
-        x, y_pos, None, mask=mask, extra_neg=extra, extra_neg_weight=weight, **field_kw
+        x, y_pos, None, mask=mask, extra_neg=y_uncond, extra_neg_weight=weight, **field_kw
     )
     loss = drift_weight * _stopgrad_mse(x, field.v, field.scale, mask)
     stats = {f"drift/{k}": v for k, v in field.stats.items()}
     stats["drift/loss"] = float(loss.detach()) / max(drift_weight, 1e-12)
-    if mode == "hybrid":
+    if hybrid:
         mse = _masked_mse(x.float().mean(dim=1), y_pos[:, 0].float(), mask)
         loss = loss + mse_weight * mse
         stats["drift/mse"] = float(mse.detach())
     if weight is not None:
         stats["drift/cfg_weight"] = float(weight.mean())
     return loss, stats
+
+
+def _cfg_weight(cfg_alpha: Tensor | None, x: Tensor, y_uncond: Tensor) -> Tensor:
+    """Kernel weight [B, 1] of the CFG negatives y_uncond for generations x [B, G, D]."""
+    bsz, gens, _ = x.shape
+    if cfg_alpha is None or cfg_alpha.shape != (bsz,):
+        got = None if cfg_alpha is None else tuple(cfg_alpha.shape)
+        raise ValueError(f"cfg_alpha must be [B={bsz}], got {got}")
+    return cfg_negative_weight(cfg_alpha.to(x.device), gens, y_uncond.shape[-2])[:, None]
 
 
 def _kept_columns(mask: Tensor, dim: int) -> Tensor:

@@ -67,6 +67,40 @@ def offline_metrics(
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     chosen = np.sort(rng.choice(len(samples), size=min(max_samples, len(samples)), replace=False))
+    draws, experts, dataset_ids = _draw_chunks(
+        model,
+        samples,
+        chosen,
+        generations=generations,
+        num_steps=num_steps,
+        generator=generator,
+        batch_size=batch_size,
+    )
+    metrics, per_dim, kept = {}, [], {}
+    for d, name in enumerate(samples.dataset_names):
+        selected = dataset_ids == d
+        if not selected.any():
+            continue
+        mask = samples.action_masks[d].numpy().astype(bool)
+        scores, errors, kept[name] = _score_dataset(
+            name, mask, draws[selected], experts[selected], seed=seed
+        )
+        metrics.update(scores)
+        per_dim.append(errors)
+    return metrics, pd.concat(per_dim, ignore_index=True), kept
+
+
+def _draw_chunks(
+    model: DriftingPolicy,
+    samples: PolicySamples,
+    chosen: np.ndarray,
+    *,
+    generations: int,
+    num_steps: int,
+    generator: torch.Generator,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """G draws [n, G, T, 128], expert chunks [n, T, 128] and dataset ids [n] of `chosen`."""
     draws, experts, dataset_ids = [], [], []
     for start in range(0, len(chosen), batch_size):
         batch = collate_samples([samples[int(i)] for i in chosen[start : start + batch_size]])
@@ -75,50 +109,42 @@ def offline_metrics(
         draws.append(chunks.numpy())
         experts.append(batch["actions"].numpy())  # [B, T, 128]
         dataset_ids.append(batch["dataset_id"].numpy())
-    draws, experts, dataset_ids = map(np.concatenate, (draws, experts, dataset_ids))
+    return np.concatenate(draws), np.concatenate(experts), np.concatenate(dataset_ids)
 
-    metrics, per_dim, kept = {}, [], {}
-    for d, name in enumerate(samples.dataset_names):
-        selected = dataset_ids == d
-        if not selected.any():
-            continue
-        mask = samples.action_masks[d].numpy().astype(bool)
-        dims = np.flatnonzero(mask)
-        spec = get_spec(name)
-        names_by_dim = dict(zip(spec.action_indices, spec.action_names, strict=True))
-        dim_names = [names_by_dim[int(i)] for i in dims]
-        mse = masked_mse_per_dim(draws[selected].mean(axis=1), experts[selected], mask)
-        per_dim.append(
-            pd.DataFrame({"dataset": name, "dim": dims, "name": dim_names, "mse": mse[mask]})
-        )
-        active_draws = draws[selected][..., mask]  # [n, G, T, A]
-        active_experts = experts[selected][..., mask]  # [n, T, A]
-        flat_draws = active_draws[:, 0].reshape(len(active_draws), -1)
-        field = drift_field(
-            torch.from_numpy(active_draws.reshape(*active_draws.shape[:2], -1)),  # [n, G, T*A]
-            torch.from_numpy(active_experts.reshape(len(active_experts), 1, -1)),  # [n, 1, T*A]
-            None,
-            normalize_drift=False,
-        )
-        stats = field.stats
-        # V is in units of draws / s: s·V moves a draw in the draws' own (normalized) units.
-        drift = (field.scale[:, None, None] * field.v).numpy().reshape(active_draws.shape)
-        kept[name] = OfflineDraws(dims, dim_names, active_draws, active_experts, drift)
-        metrics.update(
-            {
-                f"{name}/mse": float(np.nanmean(mse[mask])),
-                f"{name}/mmd2": mmd_rbf(
-                    flat_draws, active_experts.reshape(len(active_experts), -1)
-                ),
-                f"{name}/gmm_entropy": float(
-                    np.mean(
-                        [
-                            gmm_entropy(group.reshape(generations, -1), seed=seed)
-                            for group in active_draws
-                        ]
-                    )
-                ),
-                f"{name}/lambda_v": float(stats["lambda_v"]),
-            }
-        )
-    return metrics, pd.concat(per_dim, ignore_index=True), kept
+
+def _score_dataset(
+    name: str, mask: np.ndarray, draws: np.ndarray, experts: np.ndarray, *, seed: int
+) -> tuple[dict[str, float], pd.DataFrame, OfflineDraws]:
+    """Metrics, per-dim MSE rows and kept draws of one dataset's draws [n, G, T, 128]."""
+    dims = np.flatnonzero(mask)
+    spec = get_spec(name)
+    names_by_dim = dict(zip(spec.action_indices, spec.action_names, strict=True))
+    dim_names = [names_by_dim[int(i)] for i in dims]
+    mse = masked_mse_per_dim(draws.mean(axis=1), experts, mask)
+    per_dim = pd.DataFrame({"dataset": name, "dim": dims, "name": dim_names, "mse": mse[mask]})
+    active_draws = draws[..., mask]  # [n, G, T, A]
+    active_experts = experts[..., mask]  # [n, T, A]
+    drift, lambda_v = _raw_drift(active_draws, active_experts)
+    kept = OfflineDraws(dims, dim_names, active_draws, active_experts, drift)
+    n, generations = active_draws.shape[:2]
+    entropies = [gmm_entropy(group.reshape(generations, -1), seed=seed) for group in active_draws]
+    metrics = {
+        f"{name}/mse": float(np.nanmean(mse[mask])),
+        f"{name}/mmd2": mmd_rbf(active_draws[:, 0].reshape(n, -1), active_experts.reshape(n, -1)),
+        f"{name}/gmm_entropy": float(np.mean(entropies)),
+        f"{name}/lambda_v": lambda_v,
+    }
+    return metrics, per_dim, kept
+
+
+def _raw_drift(draws: np.ndarray, experts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Raw field s·V at draws [n, G, T, A] (their units) against experts [n, T, A]; λ_V."""
+    field = drift_field(
+        torch.from_numpy(draws.reshape(*draws.shape[:2], -1)),  # [n, G, T*A]
+        torch.from_numpy(experts.reshape(len(experts), 1, -1)),  # [n, 1, T*A]
+        None,
+        normalize_drift=False,
+    )
+    # V is in units of draws / s: s·V moves a draw in the draws' own (normalized) units.
+    drift = (field.scale[:, None, None] * field.v).numpy().reshape(draws.shape)
+    return drift, float(field.stats["lambda_v"])

@@ -267,40 +267,58 @@ def mode_coverage(
     gmm = select_diag_gmm(_project(experts, mean, axes), max_components, seed)
     expert_mode = gmm.predict(_project(experts, mean, axes))  # [n]
     draw_mode = gmm.predict(_project(draws.reshape(n * g, -1), mean, axes)).reshape(n, g)
-    k = len(gmm.weights)
-    colors = [MODES[m % len(MODES)] for m in range(k)]
+    colors = [MODES[m % len(MODES)] for m in range(len(gmm.weights))]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), width_ratios=[1, 1.4])
+    _mode_shares(left, expert_mode, draw_mode, colors)
+    _modes_per_observation(right, expert_mode, draw_mode, colors)
+    figure.suptitle(f"{dataset}: mode coverage (GMM on expert chunks, PCA-2)")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _mode_shares(
+    axis: plt.Axes, expert_mode: np.ndarray, draw_mode: np.ndarray, colors: list[str]
+) -> None:
+    """Bars: share of expert chunks [n] and of draws [n, G] in each of the k modes."""
+    k = len(colors)
     positions = np.arange(k)
-    left.bar(
+    axis.bar(
         positions - 0.2,
-        np.bincount(expert_mode, minlength=k) / n,
+        np.bincount(expert_mode, minlength=k) / expert_mode.size,
         0.4,
         color=EXPERT,
         label="expert chunks",
     )
-    left.bar(
+    axis.bar(
         positions + 0.2,
-        np.bincount(draw_mode.ravel(), minlength=k) / (n * g),
+        np.bincount(draw_mode.ravel(), minlength=k) / draw_mode.size,
         0.4,
         color=POLICY,
         label="policy draws",
     )
-    left.set_xticks(positions, [f"mode {m}" for m in positions])
-    for label, color in zip(left.get_xticklabels(), colors, strict=True):
+    axis.set_xticks(positions, [f"mode {m}" for m in positions])
+    for label, color in zip(axis.get_xticklabels(), colors, strict=True):
         label.set_color(color)
-    left.set_ylabel("share")
-    left.set_ylim(0, 1.05)
-    left.legend(fontsize=8)
-    left.set_title(f"share per expert mode (k = {k} by BIC)")
+    axis.set_ylabel("share")
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=8)
+    axis.set_title(f"share per expert mode (k = {k} by BIC)")
 
+
+def _modes_per_observation(
+    axis: plt.Axes, expert_mode: np.ndarray, draw_mode: np.ndarray, colors: list[str]
+) -> None:
+    """Stacked bars: how a spread subset of observations split their G draws over the modes."""
+    n, g = draw_mode.shape
+    k = len(colors)
     chosen = _spread(n, 30)
     shares = np.stack([np.bincount(draw_mode[i], minlength=k) / g for i in chosen])  # [c, k]
     rows = np.arange(len(chosen))
     left_edge = np.zeros(len(chosen))
     for m in range(k):
-        right.barh(rows, shares[:, m], left=left_edge, color=colors[m], height=0.8)
+        axis.barh(rows, shares[:, m], left=left_edge, color=colors[m], height=0.8)
         left_edge += shares[:, m]
-    right.scatter(
+    axis.scatter(
         np.full(len(chosen), -0.06),
         rows,
         marker="s",
@@ -308,21 +326,18 @@ def mode_coverage(
         c=[colors[m] for m in expert_mode[chosen]],
         clip_on=False,
     )
-    right.set_xlim(-0.1, 1.0)
-    right.set_yticks(rows, [str(i) for i in chosen], fontsize=6)
-    right.set_ylabel("held-out observation")
-    right.set_xlabel(f"share of its {g} draws per mode (square: its expert chunk's mode)")
-    right.legend(
+    axis.set_xlim(-0.1, 1.0)
+    axis.set_yticks(rows, [str(i) for i in chosen], fontsize=6)
+    axis.set_ylabel("held-out observation")
+    axis.set_xlabel(f"share of its {g} draws per mode (square: its expert chunk's mode)")
+    axis.legend(
         handles=[Patch(color=colors[m], label=f"mode {m}") for m in range(k)],
         fontsize=7,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
     )
     same = (draw_mode == expert_mode[:, None]).mean()
-    right.set_title(f"draws in their expert chunk's mode: {same:.0%} (all {n} observations)")
-    figure.suptitle(f"{dataset}: mode coverage (GMM on expert chunks, PCA-2)")
-    figure.tight_layout()
-    return _png(figure)
+    axis.set_title(f"draws in their expert chunk's mode: {same:.0%} (all {n} observations)")
 
 
 def prediction_scatter(

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from drifting_kedro.features.backbone import build_backbone
+from drifting_kedro.features.backbone import Backbone, build_backbone
 from drifting_kedro.features.frames import FrameStore
 from drifting_kedro.features.store import (
     IDENTITY_KEYS,
@@ -80,65 +80,21 @@ def run_precompute(
     frames = FrameStore(frame_store_path)
     backbone = build_backbone(backbone_name, device=device, **(backbone_options or {}))
     backbone.eval()
-    attrs = {
-        "dataset": frames.dataset,
-        "backbone": backbone.name,
-        "config_hash": backbone.config_hash(),
-        "random_init": bool(backbone.random_init),
-        "hidden_size": int(backbone.hidden_size),
-        "source_version": source_version or frames.version,
-    }
+    attrs = _feature_identity(frames, backbone, source_version)
     start, stop = shard_range(len(frames), rank, world_size)
     summary = {"rank": rank, "world_size": world_size, "shard": (start, stop), **attrs}
     out_path = Path(out_path)
-    if out_path.exists():
-        stored = read_attrs(out_path)
-        if stored.get("complete") and _final_attrs(stored) == attrs:
-            logger.info("precompute: %s is already complete, nothing to do", out_path)
-            return {**summary, "samples": 0, "seconds": 0.0, "samples_per_s": 0.0, "merged": True}
-        raise ValueError(
-            f"precompute: {out_path} exists but holds other features ({_final_attrs(stored)}); "
-            "delete it or choose another output path"
-        )
+    if _is_complete(out_path, attrs):
+        logger.info("precompute: %s is already complete, nothing to do", out_path)
+        return {**summary, "samples": 0, "seconds": 0.0, "samples_per_s": 0.0, "merged": True}
 
     shard_attrs = {**attrs, "shard_start": start, "shard_stop": stop, "world_size": world_size}
     writer = FeatureStoreWriter(part_path(out_path, rank), shard_attrs)
-    done = writer.num_samples
-    if done:
-        logger.info("precompute rank %d: resuming after %d of %d samples", rank, done, stop - start)
-    t0 = time.perf_counter()
-    desc = f"{backbone.name} rank {rank}"
-    progress_bar = tqdm(
-        total=stop - start, initial=done, unit="sample", disable=not progress, desc=desc
+    encoded, seconds = _encode_shard(
+        frames, backbone, writer, (start, stop), rank=rank, batch_size=batch_size, progress=progress
     )
-    with writer, progress_bar, torch.no_grad():  # on an error: closed as is, resumable
-        for lo in range(start + done, stop, batch_size):
-            idx = np.arange(lo, min(lo + batch_size, stop))
-            output = backbone.encode(frames.images_batch(idx), frames.instructions(idx))
-            writer.append(output, frames.episode_index[idx], frames.frame_index[idx])
-            progress_bar.update(len(idx))
-        encoded = writer.num_samples - done
-        writer.close(complete=True)
-    seconds = time.perf_counter() - t0
     frames.close()
-
-    merged = False
-    if world_size == 1:
-        merge_parts(out_path, 1)
-        merged = True
-    elif dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        if rank == 0:
-            merge_parts(out_path, world_size)
-        dist.barrier()
-        merged = True
-    else:
-        logger.info(
-            "precompute rank %d done; call merge_parts(%s, %d) when all ranks are",
-            rank,
-            out_path,
-            world_size,
-        )
+    merged = _merge_when_done(out_path, rank, world_size)
     rate = encoded / seconds if seconds > 0 else 0.0
     logger.info(
         "precompute rank %d: %d samples in %.1f s (%.1f samples/s)", rank, encoded, seconds, rate
@@ -150,6 +106,91 @@ def run_precompute(
         "samples_per_s": rate,
         "merged": merged,
     }
+
+
+def _feature_identity(
+    frames: FrameStore, backbone: Backbone, source_version: str | None
+) -> dict[str, Any]:
+    """What the features are of and from: a part or output file is reused only if they match."""
+    return {
+        "dataset": frames.dataset,
+        "backbone": backbone.name,
+        "config_hash": backbone.config_hash(),
+        "random_init": bool(backbone.random_init),
+        "hidden_size": int(backbone.hidden_size),
+        "source_version": source_version or frames.version,
+    }
+
+
+def _is_complete(out_path: Path, attrs: dict[str, Any]) -> bool:
+    """Whether ``out_path`` already holds these features; other features there are an error."""
+    if not out_path.exists():
+        return False
+    stored = read_attrs(out_path)
+    if stored.get("complete") and _final_attrs(stored) == attrs:
+        return True
+    raise ValueError(
+        f"precompute: {out_path} exists but holds other features ({_final_attrs(stored)}); "
+        "delete it or choose another output path"
+    )
+
+
+def _encode_shard(
+    frames: FrameStore,
+    backbone: Backbone,
+    writer: FeatureStoreWriter,
+    shard: tuple[int, int],
+    *,
+    rank: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[int, float]:
+    """Encode the shard's frames the part file does not hold yet; (samples encoded, seconds).
+
+    The part file commits after every batch, so an error leaves it closed and resumable.
+    """
+    start, stop = shard
+    done = writer.num_samples
+    if done:
+        logger.info("precompute rank %d: resuming after %d of %d samples", rank, done, stop - start)
+    t0 = time.perf_counter()
+    desc = f"{backbone.name} rank {rank}"
+    progress_bar = tqdm(
+        total=stop - start, initial=done, unit="sample", disable=not progress, desc=desc
+    )
+    with writer, progress_bar, torch.no_grad():
+        for lo in range(start + done, stop, batch_size):
+            idx = np.arange(lo, min(lo + batch_size, stop))
+            output = backbone.encode(frames.images_batch(idx), frames.instructions(idx))
+            writer.append(output, frames.episode_index[idx], frames.frame_index[idx])
+            progress_bar.update(len(idx))
+        encoded = writer.num_samples - done
+        writer.close(complete=True)
+    return encoded, time.perf_counter() - t0
+
+
+def _merge_when_done(out_path: Path, rank: int, world_size: int) -> bool:
+    """Merge the parts once every rank is done; whether ``out_path`` is now complete.
+
+    Ranks started without a process group cannot wait for each other: they leave merging to
+    :func:`merge_parts`.
+    """
+    if world_size == 1:
+        merge_parts(out_path, 1)
+        return True
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        if rank == 0:
+            merge_parts(out_path, world_size)
+        dist.barrier()
+        return True
+    logger.info(
+        "precompute rank %d done; call merge_parts(%s, %d) when all ranks are",
+        rank,
+        out_path,
+        world_size,
+    )
+    return False
 
 
 def merge_parts(out_path: str | os.PathLike, world_size: int) -> int:

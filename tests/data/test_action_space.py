@@ -137,18 +137,19 @@ def test_spec_validation_rejects_bad_entries():
 
 
 def test_regions_do_not_overlap():
-    dims = [
-        set(range(r.start, r.stop))
-        for r in (
-            asp.REGION_A,
-            asp.REGION_B,
-            asp.REGION_C,
-            asp.REGION_D,
-            asp.REGION_E,
-            asp.REGION_PAD,
-        )
-    ]
+    assert list(asp.REGIONS) == ["A", "B", "C", "D", "E", "F", "pad"]
+    dims = [set(range(r.start, r.stop)) for r in asp.REGIONS.values()]
     assert sum(len(d) for d in dims) == 128 and set().union(*dims) == set(range(128))
+
+
+def test_pad_is_zero_for_every_dataset():
+    pad = np.zeros(128, dtype=bool)
+    pad[asp.REGION_PAD] = True
+    for name in REGISTRY:
+        assert not (action_mask(name) & pad).any() and not (state_mask(name) & pad).any(), name
+    b1k = get_spec("behavior1k_t0007")
+    assert b1k.action_indices[:7] == tuple(range(56, 63))  # base + torso in region F
+    assert set(b1k.action_indices[7:]) == set(range(16, 32))
 
 
 def test_normalize_quaternions():

@@ -91,8 +91,8 @@ def _check_table(episode: Episode, kind: str, values: object, width: int) -> np.
     if arr.shape[1] != width:
         raise InvalidEpisodeError(
             reason,
-            f"{where}: {kind} width {arr.shape[1]} does not match the registry's {width} "
-            f"(fix the source or the dataset's entry in action_space.REGISTRY)",
+            f"{where}: {kind} width {arr.shape[1]} does not match the registry's {width} (fix "
+            "the source or the dataset's row in src/drifting_kedro/action_space/registry.yml)",
         )
     if not np.issubdtype(arr.dtype, np.number):
         raise InvalidEpisodeError(reason, f"{where}: {kind} dtype {arr.dtype} is not numeric")

@@ -13,12 +13,11 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from drifting_kedro.drifting.loss import LOSS_MODES
 from drifting_kedro.features.backbone import available_backbones
 from drifting_kedro.launch import LaunchConfig
-from drifting_kedro.model.config import PolicyConfig, policy_config
+from drifting_kedro.model.config import HEADS, PolicyConfig, policy_config
 
-LOSS_MODES = ("conditional", "queue", "hybrid")
-HEADS = ("drifting", "diffusion", "flow")
 STRATEGIES = ("ddp", "fsdp")
 TRAIN_OPTIONS = ("runs_dir", "resume_from", "trainer")  # the keys of `params:train`
 # Set by the train node from the catalog, never by `train.trainer`.

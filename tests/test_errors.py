@@ -20,13 +20,11 @@ def project(tmp_path_factory) -> Path:
     missing = root / "conf" / "missing_root"
     missing.mkdir()
     (missing / "parameters_ingest.yml").write_text(
-        (PROJECT / "conf" / "smoke" / "parameters_ingest.yml")
-        .read_text()
-        .replace(
-            "    - name: aloha_sim_transfer_cube\n      kind: sim\n"
-            "      root: data/01_raw/smoke/aloha_sim_transfer_cube",
-            "    - name: aloha\n      kind: lerobot_v3\n      root: /nonexistent/aloha",
-        )
+        "demonstrations: []\n"
+        "ingest:\n"
+        "  sources:\n"
+        "    - {name: aloha, kind: lerobot_v3, root: /nonexistent/aloha}\n"
+        "  frames_dir: data/02_intermediate/missing_root/frames\n"
     )
     return root
 

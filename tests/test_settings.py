@@ -56,9 +56,13 @@ def test_every_project_env_keeps_every_base_parameter_it_does_not_name(env):
     named = set()
     for path in (CONF / env).glob("parameters_*.yml"):
         named |= set(_leaves(yaml.safe_load(path.read_text())))
+    # Paths built from conf/<env>/globals.yml (the env's data subfolder) differ by design.
+    raw_base = {}
+    for path in (CONF / "base").glob("parameters_*.yml"):
+        raw_base |= _leaves(yaml.safe_load(path.read_text()))
     merged_leaves = _leaves(merged)
     for key, value in _leaves(base).items():
-        if key not in named:
+        if key not in named and "${globals:" not in str(raw_base[key]):
             assert merged_leaves[key] == value, ".".join(key)
 
 
@@ -67,10 +71,19 @@ def test_project_envs_never_share_a_simulated_root_with_other_recording_settings
     recordings = {}
     for env in ENVS:
         params = OmegaConfigLoader(str(CONF), env=env, **CONFIG_LOADER_ARGS)["parameters"]
-        for source in params["ingest"]["sources"]:
-            if source["kind"] == "sim":
-                settings = [source[k] for k in ("name", "num_episodes", "seed", "image_size")]
-                settings.append(source.get("use_videos", False))
-                recordings.setdefault(source["root"], {})[env] = tuple(settings)
+        for recording in params["demonstrations"]:
+            settings = [recording[k] for k in ("name", "num_episodes", "seed", "image_size")]
+            settings.append(recording.get("use_videos", False))
+            settings.append(recording.get("steps_after_success"))
+            recordings.setdefault(recording["root"], {})[env] = tuple(settings)
     for root, by_env in recordings.items():
         assert len(set(by_env.values())) == 1, (root, by_env)
+
+
+@pytest.mark.parametrize("env", [e for e in ENVS if e != "base"])
+def test_every_project_env_file_holds_only_what_it_changes(env):
+    """A value an env repeats from base hides which of its settings really differ."""
+    base = _leaves(OmegaConfigLoader(str(CONF), env="base", **CONFIG_LOADER_ARGS)["parameters"])
+    for path in (CONF / env).glob("parameters_*.yml"):
+        for key, value in _leaves(yaml.safe_load(path.read_text())).items():
+            assert base.get(key, object()) != value, f"{path.name}: {'.'.join(key)} is base's"

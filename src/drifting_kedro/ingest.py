@@ -36,7 +36,10 @@ def ingest_sources(
         `dataset -> {path, frames, episodes, cameras, image_size, fps, skipped}`.
     """
     if not sources:
-        raise ValueError("ingest.sources is empty: configure at least one dataset")
+        raise ValueError(
+            "nothing to ingest: configure at least one dataset in `demonstrations` or "
+            "ingest.sources"
+        )
     if on_error not in ("raise", "skip"):
         raise ValueError(f"ingest.on_error must be 'raise' or 'skip', got {on_error!r}")
     if not 0.0 <= val_fraction < 1.0:

@@ -483,6 +483,7 @@ def kedro_project(tmp_path: Path, dataset: Path) -> Path:
     (project / "conf/faults/parameters_ingest.yml").write_text(
         json.dumps(
             {
+                "demonstrations": [],
                 "ingest": {
                     "sources": [{"name": "aloha", "kind": "lerobot_v3", "root": str(dataset)}],
                     "frames_dir": "data/02_intermediate/frames",

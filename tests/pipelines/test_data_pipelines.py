@@ -81,6 +81,7 @@ def run_data_pipelines(options: dict) -> dict:
     )
     catalog = DataCatalog(
         {
+            "params:demonstrations": MemoryDataset([]),
             "params:ingest": MemoryDataset(options),
             "params:data_videos": MemoryDataset({"episodes": 1, "width": 64}),
         }

@@ -15,7 +15,7 @@ from drifting_kedro.sim import (
     record_dataset,
     recorded_seeds,
 )
-from drifting_kedro.sim.record import rollout
+from drifting_kedro.sim.record import RecordingConfig, ensure_recorded, rollout
 from drifting_kedro.sources import SourceConfig, iter_source_episodes
 
 STATE_WIDTH = {
@@ -243,22 +243,24 @@ def test_recording_workers_write_the_dataset_one_process_writes(tmp_path):
 
 def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
     root = tmp_path / "fetch"
-    record_dataset("fetch_pick_and_place", root, num_episodes=1, seed=3, image_size=32)
-    source = SourceConfig(
-        name="fetch_pick_and_place", kind="sim", root=str(root), num_episodes=1, seed=3,
-        image_size=32,
-    )  # fmt: skip
+    recording = RecordingConfig(
+        name="fetch_pick_and_place", root=str(root), num_episodes=1, seed=3, image_size=32
+    )
+    recorded = ensure_recorded(recording)
+    assert recorded["root"] == str(root) and recorded["episodes"] == 1
+    assert ensure_recorded(recording) == recorded  # the second time reuses the recording
+    source = SourceConfig(name="fetch_pick_and_place", kind="lerobot_v3", root=str(root))
     assert [e.episode_index for e in iter_source_episodes(source)] == [0]
-    with pytest.raises(ValueError, match=r"num_episodes=1 \(configured 5\); give the source"):
-        next(iter_source_episodes(replace(source, num_episodes=5)))
+    with pytest.raises(ValueError, match=r"num_episodes=1 \(configured 5\); give its `demonstrations` entry"):
+        ensure_recorded(replace(recording, num_episodes=5))
     with pytest.raises(ValueError, match=r"seed=3 \(configured 0\), image_size=32 \(conf"):
-        next(iter_source_episodes(replace(source, seed=0, image_size=96)))
+        ensure_recorded(replace(recording, seed=0, image_size=96))
     with pytest.raises(ValueError, match=r"dataset=fetch_pick_and_place \(configured fetch_p"):
-        next(iter_source_episodes(replace(source, name="fetch_push")))
+        ensure_recorded(replace(recording, name="fetch_push"))
     with pytest.raises(ValueError, match=r"use_videos=False \(configured True\)"):
-        next(iter_source_episodes(replace(source, use_videos=True)))
+        ensure_recorded(replace(recording, use_videos=True))
     with pytest.raises(ValueError, match=r"steps_after_success=None \(configured 3\)"):
-        next(iter_source_episodes(replace(source, steps_after_success=3)))
+        ensure_recorded(replace(recording, steps_after_success=3))
 
 
 def test_a_demonstration_ends_the_given_steps_after_its_first_success(envs):
@@ -276,11 +278,10 @@ def test_a_demonstration_ends_the_given_steps_after_its_first_success(envs):
     assert first.frames["action"].shape[0] == length - 2
     with pytest.raises(ValueError, match="steps_after_success must be >= 0"):
         rollout(env, expert, 4, steps_after_success=-1)
-    with pytest.raises(ValueError, match=r"sources\[fetch_pick_and_place_abs\].steps_after_su"):
-        SourceConfig(
-            name="fetch_pick_and_place_abs", kind="sim", root="x", num_episodes=1,
-            steps_after_success=-1,
-        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"demonstrations\[fetch_pick_and_place_abs\].steps_afte"):
+        RecordingConfig(
+            name="fetch_pick_and_place_abs", root="x", num_episodes=1, steps_after_success=-1
+        )
 
 
 def test_recorded_cameras_are_the_renders_the_policy_sees_unless_videos_are_asked_for(

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from drifting_kedro.sim.base import SimEnv, TaskSpec
 from drifting_kedro.sim.experts import Expert, make_expert
 from drifting_kedro.sim.registry import make_env, task_spec
+from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,67 @@ def lerobot_features(spec: TaskSpec, image_size: int, use_videos: bool) -> dict[
     return features
 
 
+@dataclass(frozen=True)
+class RecordingConfig:
+    """One simulated dataset to record: an entry of `demonstrations` in the parameters."""
+
+    name: str  # a simulated task of drifting_kedro.sim.registry
+    root: str  # where the LeRobot v3 dataset is written (and found on later runs)
+    num_episodes: int  # successful demonstrations to keep
+    seed: int = 0  # first demonstration seed (demo_seeds)
+    image_size: int = 96  # rendered camera size
+    use_videos: bool = False  # cameras as AV1 video (lossy, lerobot's default) instead of PNG
+    steps_after_success: int | None = None  # end each demonstration this long after success
+
+    def __post_init__(self) -> None:
+        where = f"demonstrations[{self.name}]"
+        if not self.root:
+            raise ValueError(f"{where} needs a `root` directory to record into")
+        if self.num_episodes < 1:
+            raise ValueError(f"{where}.num_episodes must be >= 1, got {self.num_episodes}")
+        if self.steps_after_success is not None and self.steps_after_success < 0:
+            raise ValueError(
+                f"{where}.steps_after_success must be >= 0 or null, got {self.steps_after_success}"
+            )
+
+    @property
+    def settings(self) -> dict:
+        """What the recording is made with, as `record_dataset` and `check_recording` take it."""
+        return {
+            "num_episodes": self.num_episodes,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "use_videos": self.use_videos,
+            "steps_after_success": self.steps_after_success,
+        }
+
+
+def ensure_recorded(recording: RecordingConfig) -> dict:
+    """Record `recording` unless its root already holds it, and describe the dataset.
+
+    A root recorded earlier is reused only if it was made with the same settings, so a changed
+    `num_episodes` (or seed, image size...) never trains on the old demonstrations.
+    """
+    root = Path(recording.root)
+    if (root / "meta" / "info.json").exists():
+        check_recording(recording.name, root, **recording.settings)
+    else:
+        logger.info(
+            "Recording %d demonstrations of %s into %s",
+            recording.num_episodes,
+            recording.name,
+            root,
+        )
+        record_dataset(recording.name, root, **recording.settings)
+    meta = _recording_meta(root)
+    return {
+        "root": str(root),
+        "episodes": meta["successes"],
+        "expert_success_rate": meta["success_rate"],
+        **{key: value for key, value in recording.settings.items() if key != "num_episodes"},
+    }
+
+
 def record_dataset(
     dataset_name: str,
     root: str | Path,
@@ -205,31 +267,13 @@ def record_dataset(
     is written to `<root>.partial` and renamed when complete, so an interrupted run never
     leaves a half dataset that looks finished.
     """
-    from drifting_kedro.sources.lerobot_v3 import LeRobotV3Writer
-
     spec = task_spec(dataset_name)
-    if num_episodes < 1:
-        raise ValueError(f"{dataset_name}: num_episodes must be >= 1, got {num_episodes}")
-    max_attempts = 2 * num_episodes + 10 if max_attempts is None else max_attempts
-    if max_attempts < num_episodes:
-        raise ValueError(
-            f"{dataset_name}: max_attempts={max_attempts} is below num_episodes={num_episodes}"
-        )
+    max_attempts = _check_recording_target(dataset_name, root, num_episodes, max_attempts)
     root = Path(root)
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(
-            f"{dataset_name}: {root} is not empty; choose a new root or delete it first"
-        )
     partial = root.with_name(root.name + ".partial")
     if partial.exists():
         logger.warning("%s: removing the unfinished generation left in %s", dataset_name, partial)
         shutil.rmtree(partial)
-
-    report = GenerationReport(
-        dataset=dataset_name, root=str(root), attempts=0, successes=0, seconds=0.0
-    )
-    start = time.perf_counter()
-    progress = tqdm(total=num_episodes, desc=dataset_name, unit="episode")
     # The writer closes its files on an exception and writes the metadata on a clean exit.
     with LeRobotV3Writer(
         partial,
@@ -240,34 +284,12 @@ def record_dataset(
     ) as writer:
         seeds = demo_seeds(seed, max_attempts)
         recorder = (dataset_name, image_size, steps_after_success)
-        episodes = rollouts(recorder, seeds, workers)
-        try:
-            for episode_seed, episode in zip(seeds, episodes, strict=False):
-                report.attempts += 1
-                if episode.success:
-                    writer.add_episode(episode.frames, task=spec.instruction)
-                    report.successes += 1
-                    report.seeds.append(episode_seed)
-                    progress.update(1)
-                else:
-                    report.failed_seeds.append(episode_seed)
-                    logger.info("%s: expert failed on seed %d, dropped", dataset_name, episode_seed)
-                progress.set_postfix(success_rate=f"{report.success_rate:.0%}")
-                if report.successes == num_episodes:
-                    break
-        finally:
-            episodes.close()  # stops the workers, which may be simulating seeds not needed
-            progress.close()
-        report.seconds = time.perf_counter() - start
-        if report.successes < num_episodes:
-            raise RuntimeError(
-                f"{dataset_name}: only {report.successes}/{num_episodes} successful episodes in "
-                f"{report.attempts} attempts (expert success {report.success_rate:.0%}); raise "
-                "max_attempts or check the simulator version"
-            )
+        report = _record_successes(
+            writer, spec, rollouts(recorder, seeds, workers), seeds, num_episodes
+        )
+        report.root = str(root)
     meta = {
         **asdict(report),
-        "root": str(root),
         "success_rate": report.success_rate,
         "episodes_per_minute": report.episodes_per_minute,
         "base_seed": seed,
@@ -283,6 +305,64 @@ def record_dataset(
     root.rmdir()  # the empty placeholder (checked above) gives way to the finished dataset
     partial.rename(root)
     logger.info("%s", report)
+    return report
+
+
+def _check_recording_target(
+    dataset_name: str, root: str | Path, num_episodes: int, max_attempts: int | None
+) -> int:
+    """Fail before any simulation on a bad count or a root holding something; the attempt cap."""
+    if num_episodes < 1:
+        raise ValueError(f"{dataset_name}: num_episodes must be >= 1, got {num_episodes}")
+    max_attempts = 2 * num_episodes + 10 if max_attempts is None else max_attempts
+    if max_attempts < num_episodes:
+        raise ValueError(
+            f"{dataset_name}: max_attempts={max_attempts} is below num_episodes={num_episodes}"
+        )
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{dataset_name}: {root} is not empty; choose a new root or delete it first"
+        )
+    return max_attempts
+
+
+def _record_successes(
+    writer: LeRobotV3Writer,
+    spec: TaskSpec,
+    episodes: Iterator[RecordedEpisode],
+    seeds: list[int],
+    num_episodes: int,
+) -> GenerationReport:
+    """Write the successful episodes, in seed order, until `num_episodes` of them."""
+    report = GenerationReport(dataset=spec.name, root="", attempts=0, successes=0, seconds=0.0)
+    start = time.perf_counter()
+    progress = tqdm(total=num_episodes, desc=spec.name, unit="episode")
+    try:
+        for episode_seed, episode in zip(seeds, episodes, strict=False):
+            report.attempts += 1
+            if episode.success:
+                writer.add_episode(episode.frames, task=spec.instruction)
+                report.successes += 1
+                report.seeds.append(episode_seed)
+                progress.update(1)
+            else:
+                report.failed_seeds.append(episode_seed)
+                logger.info("%s: expert failed on seed %d, dropped", spec.name, episode_seed)
+            progress.set_postfix(success_rate=f"{report.success_rate:.0%}")
+            if report.successes == num_episodes:
+                break
+    finally:
+        episodes.close()  # stops the workers, which may be simulating seeds not needed
+        progress.close()
+    report.seconds = time.perf_counter() - start
+    if report.successes < num_episodes:
+        raise RuntimeError(
+            f"{spec.name}: only {report.successes}/{num_episodes} successful episodes in "
+            f"{report.attempts} attempts (expert success {report.success_rate:.0%}): the simulator "
+            "behaves unlike the one the expert was written for; compare `pip show gym-aloha "
+            "gymnasium-robotics mujoco` with pyproject.toml"
+        )
     return report
 
 
@@ -331,6 +411,6 @@ def check_recording(
     ]
     if differ:
         raise ValueError(
-            f"{dataset_name}: {root} was recorded with {', '.join(differ)}; give the source a "
-            "new root or delete this one to record it again"
+            f"{dataset_name}: {root} was recorded with {', '.join(differ)}; give its "
+            "`demonstrations` entry a new root, or delete this one to record it again"
         )

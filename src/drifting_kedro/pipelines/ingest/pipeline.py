@@ -1,16 +1,22 @@
-"""Ingest: every configured source, read once."""
+"""Ingest: simulated demonstrations recorded, then every dataset read once."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import ingest_episodes, render_data_videos
+from .nodes import ingest_episodes, record_demonstrations, render_data_videos
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                func=record_demonstrations,
+                inputs="params:demonstrations",
+                outputs="recorded_demonstrations",
+                name="record_demonstrations_node",
+            ),
+            Node(
                 func=ingest_episodes,
-                inputs="params:ingest",
+                inputs=["params:ingest", "recorded_demonstrations"],
                 outputs=["episodes", "frames"],
                 name="ingest_episodes_node",
             ),

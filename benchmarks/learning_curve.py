@@ -30,7 +30,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from drifting_kedro.evaluation.policy import InferencePolicy  # noqa: E402
 from drifting_kedro.evaluation.rollouts import evaluate_closed_loop  # noqa: E402
 from drifting_kedro.features.backbone import build_backbone  # noqa: E402
-from drifting_kedro.normalization import DatasetStats  # noqa: E402
 from drifting_kedro.sim.record import eval_seeds  # noqa: E402
 from drifting_kedro.training.checkpoint import load_run_checkpoint  # noqa: E402
 
@@ -44,7 +43,7 @@ def kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     kept = {int(m.group(1)): p for p in folder.glob("step_*.pt") if (m := STEP_FILE.search(p.name))}
     final = folder / "final.pt"
     if final.exists():
-        step = int(load_run_checkpoint(final)[0]["step"])
+        step = int(load_run_checkpoint(final)["step"])
         kept.setdefault(step, final)
     if not kept:
         raise FileNotFoundError(
@@ -54,12 +53,8 @@ def kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def score(path: Path, tasks: list[str], args: argparse.Namespace) -> dict[str, dict]:
-    checkpoint, stats = load_run_checkpoint(path)
     policy = InferencePolicy.from_checkpoint(
-        checkpoint,
-        DatasetStats.from_dict(stats),
-        build_backbone(args.backbone),
-        image_size=args.image_size,
+        load_run_checkpoint(path), build_backbone(args.backbone), image_size=args.image_size
     )
     return {
         task: evaluate_closed_loop(

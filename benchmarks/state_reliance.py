@@ -24,7 +24,6 @@ import torch  # noqa: E402
 
 from drifting_kedro.evaluation.policy import InferencePolicy  # noqa: E402
 from drifting_kedro.features.backbone import build_backbone  # noqa: E402
-from drifting_kedro.normalization import DatasetStats  # noqa: E402
 from drifting_kedro.sim import make_env  # noqa: E402
 from drifting_kedro.sim.experts import make_expert  # noqa: E402
 from drifting_kedro.sim.record import eval_seeds  # noqa: E402
@@ -85,9 +84,8 @@ def main() -> None:
     print(f"{DATASET}: d target / d state over {args.scenes} held-out scenes")  # noqa: T201
     print("checkpoint | expert steps | x mean (median) | y mean (median)")  # noqa: T201
     for path in args.checkpoints:
-        checkpoint, stats = load_run_checkpoint(path)
         policy = InferencePolicy.from_checkpoint(
-            checkpoint, DatasetStats.from_dict(stats), backbone, image_size=args.image_size
+            load_run_checkpoint(path), backbone, image_size=args.image_size
         )
         for k in steps:
             per_scene = np.stack([slopes(policy, s, k, args) for s in eval_seeds(0, args.scenes)])

@@ -125,13 +125,11 @@ def main() -> None:
             **paths,
         )
         setup_distributed()
+        stats = DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text()))
         samples = PolicySamples(
-            pd.read_parquet(cfg.table_path),
-            DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text())),
-            cfg.feature_paths,
-            cfg.action_horizon,
+            pd.read_parquet(cfg.table_path), stats, cfg.feature_paths, cfg.action_horizon
         )
-        trainer = build_trainer(cfg, samples, torch.device("cpu"), 0)
+        trainer = build_trainer(cfg, samples, stats, torch.device("cpu"), 0)
         sampler = StepBatchSampler(
             sample_weights(samples, {}),
             batch_size=cfg.batch_size,

@@ -1,8 +1,15 @@
-"""Synthetic conditioning and weight perturbation shared by the model and evaluation tests."""
+"""Synthetic conditioning, weight perturbation and a tiny self-contained checkpoint shared by the
+model, evaluation and serving tests."""
 
+from dataclasses import asdict
+
+import numpy as np
 import torch
 
-from drifting_kedro.model import LANGUAGE_TOKEN
+from drifting_kedro.action_space import UNIFIED_DIM
+from drifting_kedro.model import LANGUAGE_TOKEN, DriftingPolicy, policy_config
+from drifting_kedro.normalization import compute_stats
+from drifting_kedro.training.checkpoint import registry_rows
 
 VLM_HIDDEN = 48
 # Active dims of the five embodiments: A, B, C, D (+ dex wrist A 0:7), E.
@@ -52,3 +59,29 @@ def perturb_zero_init(model: torch.nn.Module, std: float = 0.05, seed: int = 0) 
         for param in model.parameters():
             if not param.any():
                 param.copy_(torch.randn(param.shape, generator=gen) * std)
+
+
+def tiny_checkpoint(dataset: str, vlm_hidden: int, horizon: int = 8, seed: int = 0) -> dict:
+    """A self-contained checkpoint of an untrained tiny policy for `dataset`, as the trainer
+    writes it (statistics and registry rows inside), whose chunks depend on noise and input.
+    Its weights depend on `seed` alone, not on what used torch's global generator before."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = DriftingPolicy(
+            policy_config("tiny", vlm_hidden_size=vlm_hidden, action_horizon=horizon)
+        )
+    perturb_zero_init(model, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = 64
+    stats = compute_stats(
+        rng.normal(size=(rows, UNIFIED_DIM)), rng.normal(size=(rows, UNIFIED_DIM)), [dataset] * rows
+    )
+    return {
+        "model": model.state_dict(),
+        "ema": model.state_dict(),
+        "model_config": asdict(model.config),
+        "dataset_names": [dataset],
+        "norm_stats": stats.to_dict(),
+        "datasets": registry_rows([dataset]),
+        "step": 0,
+    }

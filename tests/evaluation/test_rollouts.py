@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from policy_helpers import perturb_zero_init
+from policy_helpers import tiny_checkpoint
 
-from drifting_kedro.action_space import UNIFIED_DIM
 from drifting_kedro.evaluation import rollouts
 from drifting_kedro.evaluation.policy import InferencePolicy
 from drifting_kedro.evaluation.rollouts import (
@@ -21,8 +20,6 @@ from drifting_kedro.evaluation.rollouts import (
 )
 from drifting_kedro.evaluation.threads import torch_threads
 from drifting_kedro.features.backbone import build_backbone
-from drifting_kedro.model import DriftingPolicy, policy_config
-from drifting_kedro.normalization import compute_stats
 from drifting_kedro.sim import make_env
 
 
@@ -76,17 +73,9 @@ def test_replan_period_outside_the_horizon_is_rejected():
 @pytest.fixture(scope="module")
 def fetch_policy() -> InferencePolicy:
     """An untrained tiny policy whose chunks depend on noise and observation."""
-    dataset = "fetch_pick_and_place"
     backbone = build_backbone("small-real")
-    model = DriftingPolicy(
-        policy_config("tiny", vlm_hidden_size=backbone.hidden_size, action_horizon=10)
-    )
-    perturb_zero_init(model)
-    rng = np.random.default_rng(0)
-    stats = compute_stats(
-        rng.normal(size=(64, UNIFIED_DIM)), rng.normal(size=(64, UNIFIED_DIM)), [dataset] * 64
-    )
-    return InferencePolicy(model, stats, backbone, image_size=96)
+    checkpoint = tiny_checkpoint("fetch_pick_and_place", backbone.hidden_size, horizon=10)
+    return InferencePolicy.from_checkpoint(checkpoint, backbone, image_size=96)
 
 
 def _fetch_episodes(policy: InferencePolicy, seeds: list[int]):

@@ -87,14 +87,15 @@ def process_group():
 def online_trainer(config_path: Path):
     """The trainer and batch iterator `train` builds, for stepping by hand."""
     cfg = TrainConfig.load(config_path)
+    stats = DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text()))
     samples = PolicySamples(
         pd.read_parquet(cfg.table_path),
-        DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text())),
+        stats,
         cfg.feature_paths,
         cfg.action_horizon,
         frame_paths=cfg.frame_paths,
     )
-    trainer = build_trainer(cfg, samples, torch.device("cpu"), 0)
+    trainer = build_trainer(cfg, samples, stats, torch.device("cpu"), 0)
     sampler = StepBatchSampler(
         sample_weights(samples, {}),
         batch_size=cfg.batch_size,

@@ -1,5 +1,6 @@
 """The torchrun trainer on a small real-format training set: checkpoints, resume, DDP, learning."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import pytest
 import torch
 from training_set import DATASET, history, write_training_set
 
+from drifting_kedro.action_space import get_spec
 from drifting_kedro.training.checkpoint import load_run_checkpoint
 from drifting_kedro.training.config import TrainConfig
 from drifting_kedro.training.train import main, warmup_cosine
@@ -42,11 +44,15 @@ def test_kept_checkpoints_are_the_run_at_their_step_with_its_statistics(train_co
     assert sorted(kept) == [4, 8, 12]
 
     stats = json.loads(Path(final["train_config"]["stats_path"]).read_text())
+    rows = {DATASET: json.loads(json.dumps(dataclasses.asdict(get_spec(DATASET))))}
     states = {}
+    for name in ("last.pt", "final.pt", *kept.values()):
+        state = torch.load(config.parent / "checkpoints" / name, weights_only=True)
+        assert state["norm_stats"] == stats, name
+        assert state["datasets"] == rows, name
     for step in (4, 8, 12):
-        states[step], step_stats = load_run_checkpoint(config.parent / "checkpoints" / kept[step])
+        states[step] = load_run_checkpoint(config.parent / "checkpoints" / kept[step])
         assert states[step]["step"] == step
-        assert step_stats == stats
     assert all(torch.equal(final["ema"][k], v) for k, v in states[12]["ema"].items())
     assert not all(torch.equal(states[4]["ema"][k], v) for k, v in states[8]["ema"].items())
 

@@ -21,6 +21,7 @@ from drifting_kedro.features.frames import resize_square
 from drifting_kedro.model import DriftingPolicy, PolicyConfig, check_sampling_steps, sample_chunks
 from drifting_kedro.normalization import DatasetStats, DimStats, denormalize, normalize
 from drifting_kedro.sim.base import Observation
+from drifting_kedro.training.checkpoint import check_registry_rows
 
 
 class InferencePolicy:
@@ -45,7 +46,6 @@ class InferencePolicy:
     def from_checkpoint(
         cls,
         checkpoint: dict,
-        stats: DatasetStats,
         backbone: Backbone,
         *,
         image_size: int,
@@ -53,9 +53,16 @@ class InferencePolicy:
         num_steps: int = 1,
         device: str | torch.device = "cpu",
     ) -> "InferencePolicy":
-        model = load_policy_model(checkpoint, use_ema)
+        """The policy of a self-contained checkpoint (`training.checkpoint.self_contained`),
+        with the statistics it was trained on; its datasets must map as they did then."""
+        check_registry_rows(checkpoint["datasets"])
         return cls(
-            model, stats, backbone, image_size=image_size, num_steps=num_steps, device=device
+            load_policy_model(checkpoint, use_ema),
+            DatasetStats.from_dict(checkpoint["norm_stats"]),
+            backbone,
+            image_size=image_size,
+            num_steps=num_steps,
+            device=device,
         )
 
     @property

@@ -4,6 +4,11 @@
 it by hand). While a file is replaced the sidecar lists the new and the previous digests, so a crash
 at any point leaves a checkpoint that verifies. A checkpoint written before checksums existed has
 no sidecar: it still loads, with a warning.
+
+Every checkpoint the trainer writes is self-contained: besides weights and configuration it holds
+the normalization statistics (`norm_stats`, the json dict) and the registry rows (`datasets`) of
+the datasets it was trained on, so it is evaluated or served with exactly what it was trained on,
+whatever the catalog or the run folder hold later.
 """
 
 import hashlib
@@ -11,16 +16,22 @@ import json
 import logging
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from drifting_kedro.action_space import get_spec
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 # What torch.load raises on a truncated or garbled file (never FileNotFoundError: checked first).
 UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError)
+
+
+# Registry fields that decide what a policy sees and where its outputs go in the native action.
+MAPPING_FIELDS = ("action_indices", "state_indices", "embodiment", "quat_active", "cameras")
 
 
 class CorruptCheckpointError(ValueError):
@@ -130,26 +141,64 @@ def remove_partial_writes(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_run_checkpoint(path: Path) -> tuple[dict, dict]:
-    """A checkpoint file of a training run and the normalization statistics it was trained on.
-
-    A kept `step_<N>.pt` is evaluated with its own run's statistics, not whatever the catalog
-    holds now: de-normalizing with another run's statistics would mis-scale every action.
-    """
+def load_run_checkpoint(path: Path) -> dict:
+    """A kept checkpoint file (`evaluate.checkpoint`), self-contained (see `self_contained`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} is not a file; a training run keeps checkpoints/step_<N>.pt "
             "every train.trainer.keep_every steps"
         )
-    checkpoint = load_checkpoint(path)
+    return self_contained(load_checkpoint(path), path)
+
+
+def registry_rows(dataset_names: list[str]) -> dict[str, dict]:
+    """The registry row of each dataset as plain json values (loadable with weights_only)."""
+    return {name: json.loads(json.dumps(asdict(get_spec(name)))) for name in dataset_names}
+
+
+def check_registry_rows(rows: dict[str, dict]) -> None:
+    """Fail when today's registry maps a dataset differently from the row a policy was trained
+    with: its actions would be read from, and written to, the wrong native dims."""
+    today = registry_rows(list(rows))
+    for name, row in rows.items():
+        changed = [key for key in MAPPING_FIELDS if row[key] != today[name][key]]
+        if changed:
+            details = "; ".join(f"{key} was {row[key]}, is {today[name][key]}" for key in changed)
+            raise ValueError(
+                f"dataset {name!r} is mapped differently since the policy was trained "
+                f"({details}): train it again on the current registry"
+            )
+
+
+def self_contained(checkpoint: dict, source: str | Path) -> dict:
+    """`checkpoint` with the normalization statistics and registry rows it was trained on.
+
+    A checkpoint written before they were stored inside it gets them from its run folder's
+    `norm_stats.json` (the run's own copy, never rewritten) and today's registry, with a warning.
+
+    Raises:
+        FileNotFoundError: an old checkpoint whose run folder no longer holds its statistics.
+    """
+    if "norm_stats" in checkpoint:
+        return checkpoint
     stats_path = Path(checkpoint["train_config"]["stats_path"])
     if not stats_path.is_file():
         raise FileNotFoundError(
-            f"checkpoint {path} was trained with normalization statistics {stats_path}, "
-            "which no longer exist"
+            f"checkpoint {source} was written before checkpoints carried their normalization "
+            f"statistics, and its run's {stats_path} no longer exists: train a new one "
+            "(kedro run --pipelines=train), whose checkpoints carry their own"
         )
-    return checkpoint, json.loads(stats_path.read_text())
+    logger.warning(
+        "checkpoint %s was written before checkpoints carried their normalization statistics and "
+        "registry rows: using its run's %s and today's registry",
+        source, stats_path,
+    )  # fmt: skip
+    return {
+        **checkpoint,
+        "norm_stats": json.loads(stats_path.read_text()),
+        "datasets": registry_rows(checkpoint["dataset_names"]),
+    }
 
 
 def _temporary(path: Path) -> Path:

@@ -57,6 +57,7 @@ from drifting_kedro.training.checkpoint import (
     copy_checkpoint,
     latest_intact_checkpoint,
     load_checkpoint,
+    registry_rows,
     remove_partial_writes,
     save_checkpoint,
 )
@@ -257,6 +258,7 @@ class Trainer:
     queue: SampleQueue | None
     head: DiffusionHead | FlowMatchingHead | None  # None: the one-step drifting head
     dataset_names: list[str]
+    norm_stats: DatasetStats  # the statistics the samples are normalized with, saved alongside
     device: torch.device
     rank: int
     state_noise: torch.Tensor  # [datasets] std of the input-state noise (perturb_state)
@@ -331,6 +333,8 @@ class Trainer:
                 "train_config": asdict(self.cfg),
                 "model_config": asdict(self.model.config),
                 "dataset_names": self.dataset_names,
+                "norm_stats": self.norm_stats.to_dict(),
+                "datasets": registry_rows(self.dataset_names),
                 **({"online_vlm": online} if online is not None else {}),
             }
             save_checkpoint(state, path)
@@ -371,7 +375,13 @@ class Trainer:
         return int(state["step"])
 
 
-def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device, rank: int):
+def build_trainer(
+    cfg: TrainConfig,
+    samples: PolicySamples,
+    norm_stats: DatasetStats,
+    device: torch.device,
+    rank: int,
+) -> Trainer:
     def schedule(step: int) -> float:
         return warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
 
@@ -406,6 +416,7 @@ def build_trainer(cfg: TrainConfig, samples: PolicySamples, device: torch.device
         queue=SampleQueue(cfg.queue_size, flat_dim) if cfg.loss_mode == "queue" else None,
         head=make_head(model_config) if cfg.head != "drifting" else None,
         dataset_names=list(samples.dataset_names),
+        norm_stats=norm_stats,
         device=device,
         rank=rank,
         online=online,
@@ -430,15 +441,16 @@ def train(
     run_dir = Path(cfg.run_dir)
     torch.manual_seed(cfg.seed * world + rank)
     metric_logger = logger_from_environment(rank)
+    norm_stats = DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text()))
     samples = PolicySamples(
         pd.read_parquet(cfg.table_path),
-        DatasetStats.from_dict(json.loads(Path(cfg.stats_path).read_text())),
+        norm_stats,
         cfg.feature_paths,
         cfg.action_horizon,
         cfg.neighbor_positives,
         frame_paths=cfg.frame_paths if cfg.online_backbone else None,
     )
-    trainer = build_trainer(cfg, samples, device, rank)
+    trainer = build_trainer(cfg, samples, norm_stats, device, rank)
     checkpoints = run_dir / "checkpoints"
     last_path, final_path = checkpoints / "last.pt", checkpoints / "final.pt"
     resume = latest_intact_checkpoint(checkpoints, map_location=device)

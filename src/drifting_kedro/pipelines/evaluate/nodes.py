@@ -1,4 +1,5 @@
-"""Nodes of the evaluate stage: offline metrics, closed-loop rollouts, latency, the summary."""
+"""Nodes of the evaluate stage: offline metrics, closed-loop rollouts, latency, the summary, and
+the policy registered as an MLflow model."""
 
 import logging
 
@@ -10,36 +11,21 @@ from drifting_kedro.evaluation.latency import compare_latency
 from drifting_kedro.evaluation.offline import OfflineDraws, offline_metrics
 from drifting_kedro.evaluation.policy import InferencePolicy, load_policy_model
 from drifting_kedro.evaluation.rollouts import evaluate_closed_loop
-from drifting_kedro.features.backbone import build_backbone
+from drifting_kedro.features.backbone import Backbone, build_backbone
 from drifting_kedro.normalization import DatasetStats
+from drifting_kedro.serving import ServingConfig, log_policy
 from drifting_kedro.sim.record import eval_seeds
 from drifting_kedro.sim.registry import make_env, task_spec
 from drifting_kedro.sources.video import encode_episode_video, pick_video_codec
-from drifting_kedro.training.checkpoint import load_run_checkpoint
+from drifting_kedro.training.checkpoint import load_run_checkpoint, self_contained
 from drifting_kedro.training.data import PolicySamples
 from drifting_kedro.training.online import backbone_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
-def select_checkpoint(
-    policy_checkpoint: dict, norm_stats: dict, evaluate_options: dict
-) -> tuple[dict, dict]:
-    """The checkpoint every evaluate node scores, and the statistics it was trained on.
-
-    Returns:
-        The catalog's `policy_checkpoint` and `norm_stats`, or, when `evaluate.checkpoint` names
-        a kept `step_<N>.pt`, that file and its own run's statistics.
-    """
-    if not evaluate_options["checkpoint"]:
-        return policy_checkpoint, norm_stats
-    logger.info("evaluating %s instead of policy_checkpoint", evaluate_options["checkpoint"])
-    return load_run_checkpoint(evaluate_options["checkpoint"])
-
-
 def evaluate_offline(
     policy_checkpoint: dict,
-    norm_stats: dict,
     unified_actions: pd.DataFrame,
     vlm_features: dict[str, str],
     evaluate_options: dict,
@@ -52,39 +38,43 @@ def evaluate_offline(
     held_out = unified_actions[unified_actions["split"] == "val"]
     if held_out.empty:
         raise ValueError("no held-out episodes for offline metrics: raise ingest.val_fraction")
-    model = load_policy_model(policy_checkpoint, evaluate_options["use_ema"])
-    samples = PolicySamples(
-        held_out, DatasetStats.from_dict(norm_stats), vlm_features, model.config.action_horizon
-    )
+    checkpoint = _evaluated_checkpoint(policy_checkpoint, evaluate_options)
+    model = load_policy_model(checkpoint, evaluate_options["use_ema"])
+    stats = DatasetStats.from_dict(checkpoint["norm_stats"])
+    samples = PolicySamples(held_out, stats, vlm_features, model.config.action_horizon)
     options = evaluate_options["offline"]
     return offline_metrics(
         model,
         samples,
         generations=options["generations"],
         max_samples=options["max_samples"],
-        num_steps=_sampling_steps(policy_checkpoint, evaluate_options),
+        num_steps=_sampling_steps(checkpoint, evaluate_options),
     )
 
 
 def evaluate_in_simulation(
     policy_checkpoint: dict,
-    norm_stats: dict,
+    demonstrations: list[dict],
     ingest_options: dict,
     features_options: dict,
     evaluate_options: dict,
 ) -> tuple[dict[str, dict[str, float]], dict[str, bytes]]:
-    """Success rate over seeded episodes (disjoint from the demonstrations) per simulated source.
+    """Success rate over seeded episodes, disjoint from the demonstrations, in the simulator of
+    each recorded dataset (`demonstrations`).
 
     Returns:
         Metrics per dataset and the first episodes' videos (mp4 bytes by file name).
     """
     policy = _inference_policy(
-        policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
+        _evaluated_checkpoint(policy_checkpoint, evaluate_options),
+        ingest_options,
+        features_options,
+        evaluate_options,
     )
     options = evaluate_options["closed_loop"]
     results, videos = {}, {}
     codec = pick_video_codec("libx264")
-    for source in _simulated_sources(ingest_options):
+    for source in _simulated_datasets(demonstrations):
         seeds = eval_seeds(source["seed"], options["episodes"])
         results[source["name"]], episodes = evaluate_closed_loop(
             policy,
@@ -108,16 +98,19 @@ def evaluate_in_simulation(
 
 def measure_latency(
     policy_checkpoint: dict,
-    norm_stats: dict,
+    demonstrations: list[dict],
     ingest_options: dict,
     features_options: dict,
     evaluate_options: dict,
 ) -> dict[str, float]:
     """Median latency of one policy call, drifting vs K-step diffusion, 1 and all threads."""
     policy = _inference_policy(
-        policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
+        _evaluated_checkpoint(policy_checkpoint, evaluate_options),
+        ingest_options,
+        features_options,
+        evaluate_options,
     )
-    source = _simulated_sources(ingest_options)[0]
+    source = _simulated_datasets(demonstrations)[0]
     env = make_env(source["name"], image_size=source.get("image_size", 96))
     try:
         observation = env.reset(eval_seeds(source["seed"], 1)[0])
@@ -169,36 +162,73 @@ def summarize_evaluation(
     )
 
 
-def _simulated_sources(ingest_options: dict) -> list[dict]:
-    sources = [s for s in ingest_options["sources"] if s["kind"] == "sim"]
-    if not sources:
-        raise ValueError("closed-loop evaluation needs a simulated source in ingest.sources")
-    return sources
+def register_policy(
+    policy_checkpoint: dict,
+    closed_loop: dict[str, dict[str, float]],
+    ingest_options: dict,
+    features_options: dict,
+    evaluate_options: dict,
+) -> None:
+    """Log the evaluated policy as an MLflow model into this run and register it
+    (`evaluate.register_model.name`), its version tagged with the closed-loop results."""
+    options = evaluate_options["register_model"]
+    if not options["enabled"]:
+        logger.info("evaluate.register_model.enabled is false: the policy is not registered")
+        return
+    checkpoint = _evaluated_checkpoint(policy_checkpoint, evaluate_options)
+    config = ServingConfig(
+        image_size=int(ingest_options["image_size"]),
+        use_ema=evaluate_options["use_ema"],
+        num_steps=_sampling_steps(checkpoint, evaluate_options),
+    )
+    log_policy(
+        checkpoint,
+        _backbone(checkpoint, features_options),
+        config,
+        registered_name=options["name"],
+        closed_loop=closed_loop,
+    )
 
 
-def _sampling_steps(policy_checkpoint: dict, evaluate_options: dict) -> int:
+def _evaluated_checkpoint(policy_checkpoint: dict, evaluate_options: dict) -> dict:
+    """The catalog's `policy_checkpoint`, or the kept `step_<N>.pt` that `evaluate.checkpoint`
+    names; either with the statistics and registry rows it was trained on."""
+    if not evaluate_options["checkpoint"]:
+        return self_contained(policy_checkpoint, "policy_checkpoint")
+    logger.info("evaluating %s instead of policy_checkpoint", evaluate_options["checkpoint"])
+    return load_run_checkpoint(evaluate_options["checkpoint"])
+
+
+def _simulated_datasets(demonstrations: list[dict]) -> list[dict]:
+    if not demonstrations:
+        raise ValueError("closed-loop evaluation needs a simulated dataset under demonstrations")
+    return demonstrations
+
+
+def _sampling_steps(checkpoint: dict, evaluate_options: dict) -> int:
     """1 for the drifting head; `evaluate.sampling_steps` (K) for a diffusion / flow baseline."""
-    if policy_checkpoint["model_config"]["head"] == "drifting":
+    if checkpoint["model_config"]["head"] == "drifting":
         return 1
     return int(evaluate_options["sampling_steps"])
 
 
-def _inference_policy(
-    policy_checkpoint, norm_stats, ingest_options, features_options, evaluate_options
-) -> InferencePolicy:
+def _backbone(checkpoint: dict, features_options: dict) -> Backbone:
     # An online-VLM checkpoint carries its backbone (with the trained LoRA adapters).
-    if "online_vlm" in policy_checkpoint:
-        backbone = backbone_from_checkpoint(policy_checkpoint)
-    else:
-        # The features' own backbone options (a local model_path, small-real's image_stride).
-        backbone = build_backbone(
-            features_options["backbone"], **features_options.get("backbone_options", {})
-        )
+    if "online_vlm" in checkpoint:
+        return backbone_from_checkpoint(checkpoint)
+    # The features' own backbone options (a local model_path, small-real's image_stride).
+    return build_backbone(
+        features_options["backbone"], **features_options.get("backbone_options", {})
+    )
+
+
+def _inference_policy(
+    checkpoint: dict, ingest_options: dict, features_options: dict, evaluate_options: dict
+) -> InferencePolicy:
     return InferencePolicy.from_checkpoint(
-        policy_checkpoint,
-        DatasetStats.from_dict(norm_stats),
-        backbone,
+        checkpoint,
+        _backbone(checkpoint, features_options),
         image_size=int(ingest_options["image_size"]),
         use_ema=evaluate_options["use_ema"],
-        num_steps=_sampling_steps(policy_checkpoint, evaluate_options),
+        num_steps=_sampling_steps(checkpoint, evaluate_options),
     )

@@ -1,4 +1,5 @@
-"""Evaluate: offline metrics, closed-loop success in simulation, latency, one summary."""
+"""Evaluate: offline metrics, closed-loop success in simulation, latency, one summary, and the
+policy registered as an MLflow model."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,13 +7,13 @@ from .nodes import (
     evaluate_in_simulation,
     evaluate_offline,
     measure_latency,
-    select_checkpoint,
+    register_policy,
     summarize_evaluation,
 )
 
 POLICY_INPUTS = [
-    "evaluated_checkpoint",
-    "evaluated_norm_stats",
+    "policy_checkpoint",
+    "params:demonstrations",
     "params:ingest",
     "params:features",
     "params:evaluate",
@@ -23,16 +24,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                func=select_checkpoint,
-                inputs=["policy_checkpoint", "norm_stats", "params:evaluate"],
-                outputs=["evaluated_checkpoint", "evaluated_norm_stats"],
-                name="select_checkpoint_node",
-            ),
-            Node(
                 func=evaluate_offline,
                 inputs=[
-                    "evaluated_checkpoint",
-                    "evaluated_norm_stats",
+                    "policy_checkpoint",
                     "unified_actions",
                     "vlm_features",
                     "params:evaluate",
@@ -63,6 +57,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["evaluation_metrics", "evaluation_summary", "evaluation_plots"],
                 name="summarize_evaluation_node",
+            ),
+            Node(
+                func=register_policy,
+                inputs=[
+                    "policy_checkpoint",
+                    "closed_loop_metrics",
+                    "params:ingest",
+                    "params:features",
+                    "params:evaluate",
+                ],
+                outputs=None,
+                name="register_policy_node",
             ),
         ]
     )

@@ -12,29 +12,39 @@ from typing import Any
 import yaml
 
 from drifting_kedro.launch import LaunchConfig
+from drifting_kedro.sim.record import RecordingConfig
 from drifting_kedro.sources import SourceConfig
 from drifting_kedro.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "parameters.md"
 PIPELINES = ("ingest", "features", "train", "evaluate")
+ENVS_WITH_RECORDINGS = ("base", "smoke", "long")  # whose `demonstrations` lists are tabled
 
 MEANINGS: dict[str, str] = {
     # parameters_ingest.yml
-    "ingest.sources": "datasets to read, one `SourceConfig` each (fields below)",
+    "demonstrations": "simulated datasets recorded by their scripted experts before ingest, "
+    "one `RecordingConfig` each (fields below); closed-loop evaluation runs their simulators",
+    "demonstrations[].name": "a simulated task (`drifting_kedro.sim.registry`), also the "
+    "dataset's registry name",
+    "demonstrations[].root": "where the LeRobot v3 dataset is recorded, and found on later runs "
+    "(reused only if recorded with the same settings)",
+    "demonstrations[].num_episodes": "successful demonstrations to keep (failed expert "
+    "episodes are dropped and counted)",
+    "demonstrations[].seed": "first demonstration seed; demonstrations use even seeds, "
+    "evaluation odd ones",
+    "demonstrations[].image_size": "rendered camera size",
+    "demonstrations[].use_videos": "cameras as LeRobot's AV1 video (lossy) instead of PNG images",
+    "demonstrations[].steps_after_success": "end each demonstration this many steps after the "
+    "task first succeeds (`null`: the task's full length); closed-loop episodes end at success, "
+    "so later frames teach nothing a rollout needs",
+    "ingest.sources": "other datasets to read, one `SourceConfig` each (fields below); "
+    "simulated ones go in `demonstrations`",
     "ingest.sources[].name": "registry name (`drifting_kedro.action_space.REGISTRY`)",
-    "ingest.sources[].kind": "`sim` \\| `lerobot_v3` \\| `rlbench` \\| `dexgraspnet`",
-    "ingest.sources[].root": "local directory; for `sim`, where the generated dataset is written",
+    "ingest.sources[].kind": "`lerobot_v3` \\| `rlbench` \\| `dexgraspnet`",
+    "ingest.sources[].root": "local directory of the dataset",
     "ingest.sources[].repo_id": "hub id (`lerobot_v3` only), used when `root` is empty",
     "ingest.sources[].max_episodes": "read at most this many episodes (`null`: all)",
-    "ingest.sources[].num_episodes": "`sim` only: successful demonstrations to generate",
-    "ingest.sources[].seed": "`sim` only: first demonstration seed (evaluation uses odd seeds)",
-    "ingest.sources[].image_size": "`sim` only: rendered camera size",
-    "ingest.sources[].use_videos": "`sim` only: cameras as LeRobot's AV1 video (lossy) instead "
-    "of PNG images",
-    "ingest.sources[].steps_after_success": "`sim` only: end each demonstration this many "
-    "steps after the task first succeeds (null: the task's full length); closed-loop episodes "
-    "end at success, so later frames teach nothing a rollout needs",
     "ingest.sources[].options": "adapter keywords: `rlbench` tasks, cameras; "
     "`dexgraspnet` scenes, robot, camera, max_grasps_per_object",
     "ingest.frames_dir": "where the per-dataset HDF5 frame stores are written",
@@ -60,14 +70,14 @@ MEANINGS: dict[str, str] = {
     "train.trainer.model_overrides.action_patch": "consecutive actions per generator token",
     # parameters_evaluate.yml
     "evaluate.checkpoint": "`''`: the catalog's `policy_checkpoint`; or a kept "
-    "`<runs_dir>/<run>/checkpoints/step_<N>.pt`, evaluated with its run's statistics",
+    "`<runs_dir>/<run>/checkpoints/step_<N>.pt`, evaluated with the statistics stored in it",
     "evaluate.use_ema": "evaluate the EMA weights (else the raw model weights)",
     "evaluate.sampling_steps": "sampler steps K of a diffusion / flow baseline checkpoint "
     "(a drifting checkpoint always acts in 1)",
     "evaluate.offline.generations": "draws per observation for MMD and multimodality",
     "evaluate.offline.max_samples": "validation observations scored offline",
-    "evaluate.closed_loop.episodes": "seeded episodes per simulated dataset (odd seeds, disjoint "
-    "from the demonstrations)",
+    "evaluate.closed_loop.episodes": "seeded episodes per `demonstrations` dataset (odd seeds, "
+    "disjoint from the demonstrations)",
     "evaluate.closed_loop.replan_every": "steps executed from each predicted chunk",
     "evaluate.closed_loop.temporal_ensemble": "predict every step and average overlapping "
     "chunks (ACT) instead of replanning",
@@ -79,6 +89,10 @@ MEANINGS: dict[str, str] = {
     "evaluate.latency.repeats": "timed calls per generator",
     "evaluate.latency.baseline_steps": "step counts of the multi-step diffusion baseline timed "
     "against the 1-step policy",
+    "evaluate.register_model.enabled": "log the evaluated policy as an MLflow model of the run "
+    "and register it (serving.md)",
+    "evaluate.register_model.name": "registered model name; each `kedro run` adds a version "
+    "tagged with its success rates",
     # TrainConfig (train.trainer.*)
     "train.trainer.run_dir": "set by the train node: the run folder",
     "train.trainer.table_path": "set by the train node: train-split parquet of unified actions",
@@ -155,7 +169,7 @@ class Text(str):
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted leaves of a YAML tree; lists of mappings become `key[]` with their own leaves."""
+    """Dotted leaves of a YAML tree; a list of mappings is one leaf, shown as its length."""
     out: dict[str, Any] = {}
     if isinstance(tree, dict):
         for key, value in tree.items():
@@ -167,21 +181,27 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load(env: str, pipeline: str) -> dict[str, Any]:
+def read(env: str, pipeline: str) -> dict[str, Any]:
     path = ROOT / "conf" / env / f"parameters_{pipeline}.yml"
-    return flatten(yaml.safe_load(path.read_text())) if path.exists() else {}
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def yaml_keys() -> list[str]:
-    """Every parameter of conf/base, the list-of-sources items as `ingest.sources[].*`."""
-    keys = [key for pipeline in PIPELINES for key in load("base", pipeline)]
-    return keys + [f"ingest.sources[].{f.name}" for f in dataclasses.fields(SourceConfig)]
+def load(env: str, pipeline: str) -> dict[str, Any]:
+    return flatten(read(env, pipeline))
 
 
-def dataclass_keys() -> list[str]:
-    return [f"train.trainer.{f.name}" for f in dataclasses.fields(TrainConfig)] + [
-        f"launch.{f.name}" for f in dataclasses.fields(LaunchConfig)
+def recordings_table() -> list[str]:
+    """One row per `demonstrations` entry of each environment, with the defaults it takes."""
+    names = [f.name for f in dataclasses.fields(RecordingConfig)]
+    lines = [
+        "| env | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "|---" * (len(names) + 1) + "|",
     ]
+    for env in ENVS_WITH_RECORDINGS:
+        for entry in read(env, "ingest").get("demonstrations", []):
+            values = dataclasses.asdict(RecordingConfig(**entry))
+            lines.append(f"| {env} | " + " | ".join(_cell(values[n]) for n in names) + " |")
+    return lines
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -217,7 +237,7 @@ def render() -> str:
         "Every parameter of `conf/base/parameters_*.yml` with its base value, the `smoke` "
         "override (blank: inherited from base), and what it does. Environments overlay base "
         "leaf by leaf: `conf/<env>/parameters_<pipeline>.yml` names only the keys it changes "
-        "(a list, such as `ingest.sources`, is replaced whole), and so does `--params`.",
+        "(a list, such as `demonstrations`, is replaced whole), and so does `--params`.",
         "The train node checks `train`, `train.trainer` and `train_launch` before torchrun "
         "starts: an unknown key is an error naming the nearest valid one "
         "(`train.resume_form is not an option; did you mean train.resume_from?`), a value of "
@@ -237,6 +257,12 @@ def render() -> str:
             lines.append(f"| `{key}` | {_cell(value)} | {override} | {meaning(key)} |")
         lines.append("")
     sections = (
+        (
+            "RecordingConfig: each entry of `demonstrations`",
+            "drifting_kedro.sim.record.RecordingConfig",
+            "demonstrations[]",
+            RecordingConfig,
+        ),
         (
             "SourceConfig: each entry of `ingest.sources`",
             "drifting_kedro.sources.SourceConfig",
@@ -262,6 +288,13 @@ def render() -> str:
         for f in dataclasses.fields(cls):
             lines.append(f"| `{f.name}` | {_cell(_default(f))} | {meaning(f'{prefix}.{f.name}')} |")
         lines.append("")
+        if cls is RecordingConfig:
+            lines += [
+                "The lists the environments set (an environment without one records base's):",
+                "",
+                *recordings_table(),
+                "",
+            ]
     return "\n".join(lines)
 
 

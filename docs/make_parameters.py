@@ -45,7 +45,8 @@ MEANINGS: dict[str, str] = {
     "ingest.sources[].root": "local directory of the dataset",
     "ingest.sources[].repo_id": "hub id (`lerobot_v3` only), used when `root` is empty",
     "ingest.sources[].max_episodes": "read at most this many episodes (`null`: all)",
-    "ingest.sources[].options": "adapter keywords: `rlbench` tasks, cameras; "
+    "ingest.sources[].options": "adapter keywords: `lerobot_v3` cameras (`all` or a list; "
+    "default: the registry's); `rlbench` tasks, cameras; "
     "`dexgraspnet` scenes, robot, camera, max_grasps_per_object",
     "ingest.frames_dir": "where the per-dataset HDF5 frame stores are written",
     "ingest.image_size": "every camera is resized to this square size for the backbone",

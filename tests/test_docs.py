@@ -102,3 +102,23 @@ def test_a_link_to_a_missing_heading_is_found(tmp_path):
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_links_lead_to_existing_files_and_headings(page):
     assert _broken_links(page) == []
+
+
+def test_the_readme_control_loop_runs_as_written(tmp_path):
+    """The README's own example, on an untrained policy saved the way the trainer saves one."""
+    from policy_helpers import tiny_checkpoint
+
+    from drifting_kedro.features import build_backbone
+    from drifting_kedro.training.checkpoint import save_checkpoint
+
+    readme = (PROJECT / "README.md").read_text()
+    code = readme.split("## The policy in your own control loop", 1)[1]
+    code = code.split("```python\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "final.pt"
+    hidden = build_backbone("small-real").hidden_size
+    save_checkpoint(tiny_checkpoint("aloha_sim_transfer_cube", hidden, horizon=50), path)
+    written = "data/06_models/runs/<run id>/checkpoints/final.pt"
+    assert written in code
+    namespace: dict = {}
+    exec(compile(code.replace(written, str(path)), "README.md", "exec"), namespace)
+    assert namespace["done"] and namespace["chunk"].shape == (50, 14)

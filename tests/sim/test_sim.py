@@ -251,7 +251,7 @@ def test_changed_recording_settings_are_an_error_not_stale_data(tmp_path):
     assert ensure_recorded(recording) == recorded  # the second time reuses the recording
     source = SourceConfig(name="fetch_pick_and_place", kind="lerobot_v3", root=str(root))
     assert [e.episode_index for e in iter_source_episodes(source)] == [0]
-    with pytest.raises(ValueError, match=r"num_episodes=1 \(configured 5\); give its `demonstrations` entry"):
+    with pytest.raises(ValueError, match=r"num_episodes=1 \(configured 5\); give its `demon"):
         ensure_recorded(replace(recording, num_episodes=5))
     with pytest.raises(ValueError, match=r"seed=3 \(configured 0\), image_size=32 \(conf"):
         ensure_recorded(replace(recording, seed=0, image_size=96))

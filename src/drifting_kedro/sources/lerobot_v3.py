@@ -1,27 +1,27 @@
 """The LeRobot v3.0 on-disk dataset format, written and read without the lerobot package.
 
 lerobot cannot be installed beside this project's torch, yet its datasets are the lingua franca
-of robot learning, so this module keeps the files byte-compatible with what lerobot writes:
+of robot learning, so the writer reproduces what lerobot 0.6's LeRobotDataset records:
 
     meta/info.json                       codebase_version "v3.0", features, fps, totals, paths
     meta/stats.json                      per feature: min max mean std count q01 q10 q50 q90 q99
-    meta/tasks.parquet                   index = task string, column task_index
-    meta/episodes/chunk-000/file-000.parquet   one row per episode: offsets + per-episode stats
+    meta/tasks.parquet                   index "task" (the task string), column task_index
+    meta/episodes/chunk-XXX/file-YYY.parquet   one row per episode: offsets + per-episode stats
     data/chunk-XXX/file-YYY.parquet      many episodes per file, rolled over by size
-    videos/<key>/chunk-XXX/file-YYY.mp4  many episodes per mp4 (libsvtav1, yuv420p, g=2, crf=30)
+    videos/<key>/chunk-XXX/file-YYY.mp4  many episodes per mp4 (libsvtav1, yuv420p, g=2, crf=30,
+                                         preset 12, moov first once a second episode joins)
 
-Matched against huggingface/lerobot `src/lerobot/datasets/` from the 0.4 line onward (datasets>=4,
-v3.0 layout unchanged through 0.6): `lerobot_dataset.py` (episode/data/video rollover, episode
-metadata columns; read at commit 00536c6c5bef), `utils.py` (paths, DEFAULT_FEATURES,
-create_empty_dataset_info, hf features; 00448aa17406), `video_utils.py` (encoder settings,
-get_video_info, 1e-4 s tolerance; 022f827f1402) and `compute_stats.py` (the RunningQuantileStats
-version: quantile keys, image sampling, [3,1,1] layout). Deliberate differences, none visible to a
-lerobot reader: stats.json quantiles are exact over the whole dataset (pixel histograms for
-images) rather than count-weighted averages of per-episode quantiles; data-file rollover measures
-uncompressed Arrow bytes; image features store `path: None` next to the PNG bytes; the episodes
-metadata is one parquet file.
+Read from huggingface/lerobot `src/lerobot/datasets/` (0.6.1: `dataset_writer.py`,
+`dataset_metadata.py`, `io_utils.py`, `feature_utils.py`, `utils.py`, `compute_stats.py`,
+`video_utils.py`) and checked against files lerobot 0.6.1 wrote from the same frames: with the
+same pyarrow, pandas and PyAV builds, info.json, tasks.parquet, the episodes parquet and the mp4s
+are identical bytes, stats.json holds identical values, and the data parquet differs only in
+the `fingerprint` that `datasets` draws at random. docs/lerobot_format.md has the file-by-file
+table and what differs with other library versions. The reader accepts these files, lerobot's
+own, and v3.0 datasets written by earlier versions of this module.
 """
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -50,11 +50,13 @@ from drifting_kedro.sources.validation import (
 from drifting_kedro.sources.video import (
     DEFAULT_VCODEC,
     VideoDecodeError,
-    VideoFileMuxer,
     VideoFrameReader,
+    append_episode_video,
     encode_episode_video,
+    encoder_settings,
     pick_video_codec,
     read_video_info,
+    video_duration_s,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ logger = logging.getLogger(__name__)
 CODEBASE_VERSION = "v3.0"
 DEFAULT_CHUNK_SIZE = 1000  # files per chunk directory
 DEFAULT_DATA_FILE_SIZE_IN_MB = 100
-DEFAULT_VIDEO_FILE_SIZE_IN_MB = 500
+DEFAULT_VIDEO_FILE_SIZE_IN_MB = 200
+EPISODE_ROWS_PER_GROUP = 10  # lerobot's metadata_buffer_size: episode rows written together
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
@@ -70,6 +73,7 @@ EPISODES_DIR = "meta/episodes"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = EPISODES_DIR + "/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+IMAGE_FILE = "frame-{frame_index:06d}.png"
 DEFAULT_FEATURES = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
     "frame_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -79,6 +83,7 @@ DEFAULT_FEATURES = {
 }
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_KEYS = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)
+QUANTILE_BINS = 5000  # lerobot's histogram resolution for quantiles
 ACTION_KEY = "action"
 STATE_KEY = "observation.state"
 VISUAL_DTYPES = ("video", "image")
@@ -95,18 +100,72 @@ class LeRobotFormatError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _numeric_stats(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-dim stats of `values` [N, D]; min/max keep the feature dtype, like lerobot."""
-    as64 = values.astype(np.float64)
-    stats = {
-        "min": values.min(axis=0),
-        "max": values.max(axis=0),
-        "mean": as64.mean(axis=0),
-        "std": as64.std(axis=0),
-        "count": np.array([len(values)]),
-    }
+def _histogram_quantile(cumulative: np.ndarray, edges: np.ndarray, target: float) -> float:
+    """The value below which `target` of the histogrammed samples lie, interpolated in its bin."""
+    position = int(np.searchsorted(cumulative, target))
+    if position == 0:
+        return edges[0]
+    if position >= len(cumulative):
+        return edges[-1]
+    before = cumulative[position - 1]
+    inside = cumulative[position] - before
+    if inside == 0:
+        return edges[position]
+    fraction = (target - before) / inside
+    return edges[position] + fraction * (edges[position + 1] - edges[position])
+
+
+def _histogram(
+    values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """`np.histogram(values, bins=edges, weights=weights)[0]` as float64, 9x faster on a
+    few values: each value's bin looked up, the last bin holding its right edge too. Values
+    outside the edges must weigh 0 (pixel levels absent from the image)."""
+    bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return np.bincount(bins, weights=weights, minlength=len(edges) - 1).astype(np.float64)
+
+
+def _feature_stats(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-column stats of `values` [N, D], computed as lerobot's compute_stats does.
+
+    lerobot's numbers rather than exact ones, so stats.json and the episode metadata hold what
+    lerobot would write for the same frames: float32 accumulation for float32 data, variance
+    as E[x²] - E[x]², quantiles read off a 5000-bin histogram spanning min..max per column.
+    Fewer than 2 rows give plain numpy stats with every quantile set to the mean.
+    """
+    if len(values) < 2:
+        mean = values.mean(axis=0)
+        basic = {"min": values.min(axis=0), "max": values.max(axis=0), "mean": mean}
+        basic |= {"std": values.std(axis=0), "count": np.array([len(values)])}
+        return basic | {key: mean.copy() for key in QUANTILE_KEYS}
+    # uint8 pixels: counts per level give the same min, max and histogram without binning
+    # every pixel (half the time of an image's stats).
+    levels = None
+    if values.dtype == np.uint8:
+        levels = np.stack([np.bincount(column, minlength=256) for column in values.T])
+    values = values.astype(np.result_type(values.dtype, np.float32), copy=False)
+    if levels is None:
+        low, high = values.min(axis=0), values.max(axis=0)
+    else:
+        present = levels > 0
+        low = present.argmax(axis=1).astype(values.dtype)
+        high = (255 - present[:, ::-1].argmax(axis=1)).astype(values.dtype)
+    mean = values.mean(axis=0)
+    variance = (values**2).mean(axis=0) - mean**2
+    stats = {"min": low, "max": high, "mean": mean, "std": np.sqrt(np.maximum(0, variance))}
+    stats["count"] = np.array([len(values)])
+    cumulative = []
+    for column in range(values.shape[1]):
+        edges = np.linspace(low[column] - 1e-10, high[column] + 1e-10, QUANTILE_BINS + 1)
+        if levels is None:
+            counts = _histogram(values[:, column], edges)
+        else:  # every pixel of a level falls in that level's bin
+            level_values = np.arange(256, dtype=values.dtype)
+            counts = _histogram(level_values, edges, levels[column].astype(np.float64))
+        cumulative.append((np.cumsum(counts), edges))
     for q, key in zip(QUANTILES, QUANTILE_KEYS, strict=True):
-        stats[key] = np.quantile(as64, q, axis=0)
+        target = q * len(values)
+        stats[key] = np.array([_histogram_quantile(c, e, target) for c, e in cumulative])
     return stats
 
 
@@ -126,40 +185,36 @@ def _downsample(images: np.ndarray) -> np.ndarray:
     return images[:, ::factor, ::factor]
 
 
-def _pixel_histogram(images: np.ndarray) -> np.ndarray:
-    """Per-channel counts of each uint8 level in `images` [N, H, W, C] -> [C, 256]."""
-    channels = images.shape[-1]
-    flat = images.reshape(-1, channels)
-    return np.stack([np.bincount(flat[:, c], minlength=256) for c in range(channels)])
-
-
-def _histogram_stats(hist: np.ndarray, count: int) -> dict[str, np.ndarray]:
-    """Exact per-channel stats of uint8 pixels from their histogram, scaled to [0, 1], [C,1,1]."""
-    levels = np.arange(256, dtype=np.float64)
-    total = hist.sum(axis=1)  # [C]
-    mean = (hist * levels).sum(axis=1) / total
-    std = np.sqrt((hist * (levels[None] - mean[:, None]) ** 2).sum(axis=1) / total)
-    cumulative = np.cumsum(hist, axis=1)
-
-    def level_at(rank: np.ndarray) -> np.ndarray:  # value of the rank-th sorted pixel
-        return np.array(
-            [np.searchsorted(cumulative[c], r, side="right") for c, r in enumerate(rank)]
-        )
-
-    present = hist > 0
-    stats = {
-        "min": present.argmax(axis=1).astype(np.float64),
-        "max": (255 - present[:, ::-1].argmax(axis=1)).astype(np.float64),
-        "mean": mean,
-        "std": std,
-    }
-    for q, key in zip(QUANTILES, QUANTILE_KEYS, strict=True):
-        position = q * (total - 1)
-        low, high = np.floor(position), np.ceil(position)
-        value_low, value_high = level_at(low), level_at(high)
-        stats[key] = value_low + (position - low) * (value_high - value_low)
+def _image_stats(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-channel stats of sampled frames [T, H, W, C] uint8, scaled to [0, 1] as [C, 1, 1]."""
+    sampled = _downsample(images[_sample_indices(len(images))])
+    stats = _feature_stats(sampled.reshape(-1, sampled.shape[-1]))
     scaled = {key: (value / 255.0).reshape(-1, 1, 1) for key, value in stats.items()}
-    return {**scaled, "count": np.array([count])}
+    return scaled | {"count": np.array([len(sampled)])}
+
+
+def _merge_stats(total: dict[str, np.ndarray], episode: dict[str, np.ndarray]) -> dict:
+    """Dataset stats after one more episode, as lerobot's aggregate_stats merges a pair.
+
+    Mean and variance combine exactly (count-weighted); quantiles are count-weighted means of
+    the two sides' quantiles, an approximation lerobot accepts to stay incremental.
+    """
+    counts = np.stack([total["count"], episode["count"]])
+    count = counts.sum(axis=0)
+    means = np.stack([total["mean"], episode["mean"]])
+    weights = counts.reshape(2, *[1] * (means.ndim - 1))
+    mean = (means * weights).sum(axis=0) / count
+    spread = np.stack([total["std"] ** 2, episode["std"] ** 2]) + (means - mean) ** 2
+    merged = {
+        "min": np.min(np.stack([total["min"], episode["min"]]), axis=0),
+        "max": np.max(np.stack([total["max"], episode["max"]]), axis=0),
+        "mean": mean,
+        "std": np.sqrt((spread * weights).sum(axis=0) / count),
+        "count": count,
+    }
+    for key in QUANTILE_KEYS:
+        merged[key] = (np.stack([total[key], episode[key]]) * weights).sum(axis=0) / count
+    return merged
 
 
 def _to_json(stats: dict[str, np.ndarray]) -> dict[str, list]:
@@ -236,12 +291,42 @@ def _png(image: np.ndarray) -> bytes:
 
 def _write_json(data: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    with open(path, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=4, ensure_ascii=False)
 
 
+def _size_mb(path: Path) -> float:
+    return path.stat().st_size / _MB
+
+
+def _fingerprint(table: pa.Table) -> str:
+    """A 16-hex-digit content hash standing where `datasets` puts its (random) fingerprint."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=8).hexdigest()
+
+
+def _write_tasks(tasks: dict[str, int], path: Path) -> None:
+    """meta/tasks.parquet as lerobot writes it: pandas, index named "task", task_index column.
+
+    Labels and index are object dtype so that pandas 3 stores them as pandas 2 (lerobot's)
+    does: `string` columns, not `large_string`.
+    """
+    frame = pd.DataFrame(
+        {"task_index": list(tasks.values())},
+        index=pd.Index(list(tasks), dtype=object, name="task"),
+    )
+    frame.columns = pd.Index(frame.columns, dtype=object)
+    frame.to_parquet(path)
+
+
 class LeRobotV3Writer:
-    """Writes a LeRobot v3.0 dataset episode by episode; call `finalize()` (or use `with`)."""
+    """Writes a LeRobot v3.0 dataset episode by episode; call `finalize()` (or use `with`).
+
+    Files, their rollover and their statistics follow lerobot 0.6's LeRobotDataset recording
+    (docs/lerobot_format.md says which files come out byte for byte the same).
+    """
 
     def __init__(
         self,
@@ -276,38 +361,37 @@ class LeRobotV3Writer:
         self.video_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
         self.image_keys = [k for k, f in self.features.items() if f["dtype"] == "image"]
         self.vcodec = pick_video_codec(vcodec) if self.video_keys else None
-        self.info = {
+        self.info = {  # lerobot's DatasetInfo fields, in its order
             "codebase_version": CODEBASE_VERSION,
-            "robot_type": robot_type,
+            "fps": self.fps,
+            "features": self.features,
             "total_episodes": 0,
             "total_frames": 0,
             "total_tasks": 0,
             "chunks_size": chunks_size,
             "data_files_size_in_mb": data_files_size_in_mb,
             "video_files_size_in_mb": video_files_size_in_mb,
-            "fps": self.fps,
-            "splits": {},
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if self.video_keys else None,
-            "features": self.features,
+            "robot_type": robot_type,
+            "splits": {},
         }
         table_features = {k: f for k, f in self.features.items() if f["dtype"] != "video"}
-        hf_json = json.dumps(
-            {"info": {"features": {k: _hf_feature(f) for k, f in table_features.items()}}}
-        )
+        self._hf_features = {k: _hf_feature(f) for k, f in table_features.items()}
         self._schema = pa.schema(
-            [(key, _arrow_type(feature)) for key, feature in table_features.items()],
-            metadata={"huggingface": hf_json},
+            [(key, _arrow_type(feature)) for key, feature in table_features.items()]
         )
         self._tasks: dict[str, int] = {}
-        self._episode_rows: list[dict] = []
-        self._values: dict[str, list[np.ndarray]] = {}  # numeric feature -> per-episode [T, D]
-        self._pixels: dict[str, np.ndarray] = {}  # visual feature -> [3, 256] histogram
-        self._pixel_counts: dict[str, int] = {}
+        self._num_episodes = 0
+        self._num_frames = 0
+        self._stats: dict[str, dict[str, np.ndarray]] = {}  # dataset stats so far
         self._data_file: tuple[int, int] | None = None
         self._data_writer: pq.ParquetWriter | None = None
-        self._data_bytes = 0
-        self._videos: dict[str, tuple[int, int, VideoFileMuxer]] = {}
+        self._data_file_start = 0  # global index of the current data file's first frame
+        self._videos: dict[str, tuple[int, int, float]] = {}  # key -> chunk, file, end time
+        self._last_row: dict | None = None
+        self._pending_rows: list[dict] = []
+        self._episodes_writer: pq.ParquetWriter | None = None
         self._finalized = False
         _write_json(self.info, self.root / INFO_PATH)
 
@@ -327,11 +411,11 @@ class LeRobotV3Writer:
 
     @property
     def num_episodes(self) -> int:
-        return len(self._episode_rows)
+        return self._num_episodes
 
     @property
     def num_frames(self) -> int:
-        return sum(row["length"] for row in self._episode_rows)
+        return self._num_frames
 
     def add_episode(self, frames: dict[str, np.ndarray], task: str) -> int:
         """Append one episode (arrays [T, ...] per user feature); returns its episode index."""
@@ -348,12 +432,17 @@ class LeRobotV3Writer:
         row.update(self._write_data(arrays, length, start))
         for key in self.video_keys:
             row.update(self._write_video(key, arrays[key]))
-        for key, stats in self._episode_stats(arrays).items():
+        episode_stats = self._episode_stats(arrays)
+        for key, stats in episode_stats.items():
             for name, value in stats.items():
-                row[f"stats/{key}/{name}"] = np.asarray(value).tolist()
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
-        self._episode_rows.append(row)
+                row[f"stats/{key}/{name}"] = value.tolist()
+        self._add_episode_row(row)
+        self._stats = {
+            key: _merge_stats(self._stats[key], stats) if self._stats else stats
+            for key, stats in episode_stats.items()
+        }
+        self._num_episodes += 1
+        self._num_frames += length
         logger.debug("%s: wrote episode %d (%d frames)", self.root, episode_index, length)
         return episode_index
 
@@ -397,7 +486,7 @@ class LeRobotV3Writer:
     ) -> dict[str, np.ndarray]:
         frame_index = np.arange(length, dtype=np.int64)
         return {
-            "timestamp": (frame_index / self.fps).astype(np.float32),
+            "timestamp": frame_index / self.fps,  # float64: stats use it, the data file float32
             "frame_index": frame_index,
             "episode_index": np.full(length, episode_index, dtype=np.int64),
             "index": np.arange(start, start + length, dtype=np.int64),
@@ -409,7 +498,8 @@ class LeRobotV3Writer:
         arrow_type = self._schema.field(key).type
         if feature["dtype"] == "image":
             png = pa.array([_png(image) for image in value], type=pa.binary())
-            paths = pa.nulls(length, type=pa.string())
+            # lerobot keeps the name of the PNG each frame was staged in next to its bytes.
+            paths = pa.array([IMAGE_FILE.format(frame_index=i) for i in range(length)])
             return pa.StructArray.from_arrays([png, paths], names=["bytes", "path"])
         if feature["dtype"] == "string":
             return pa.array([str(v) for v in value], type=pa.string())
@@ -419,23 +509,32 @@ class LeRobotV3Writer:
         return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), feature["shape"][0])
 
     def _write_data(self, arrays: dict[str, np.ndarray], length: int, start: int) -> dict:
+        """Append the episode's rows to the current data file, or start the next one first.
+
+        lerobot starts the next file when the current one's size on disk plus the episode at
+        the file's average bytes per frame would reach `data_files_size_in_mb`.
+        """
         columns = [self._column(name, arrays[name], length) for name in self._schema.names]
         table = pa.Table.from_arrays(columns, schema=self._schema)
-        limit = self.info["data_files_size_in_mb"] * _MB
         if self._data_file is None:
             self._data_file = (0, 0)
-        elif self._data_bytes + table.nbytes >= limit:
-            self._data_writer.close()
-            self._data_writer = None
-            self._data_file = _next_file(*self._data_file, self.info["chunks_size"])
+        else:
+            size_mb = _size_mb(self._data_writer.where)
+            frames_in_file = start - self._data_file_start
+            per_frame_mb = size_mb / frames_in_file if frames_in_file > 0 else 0
+            if size_mb + per_frame_mb * length >= self.info["data_files_size_in_mb"]:
+                self._data_writer.close()
+                self._data_writer = None
+                self._data_file = _next_file(*self._data_file, self.info["chunks_size"])
         if self._data_writer is None:
             chunk_index, file_index = self._data_file
             path = self.root / DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._data_writer = pq.ParquetWriter(path, self._schema, compression="snappy")
-            self._data_bytes = 0
+            hf_json = {"info": {"features": self._hf_features}, "fingerprint": _fingerprint(table)}
+            schema = self._schema.with_metadata({"huggingface": json.dumps(hf_json)})
+            self._data_writer = pq.ParquetWriter(path, schema, compression="snappy")
+            self._data_file_start = start
         self._data_writer.write_table(table)
-        self._data_bytes += table.nbytes
         return {
             "data/chunk_index": self._data_file[0],
             "data/file_index": self._data_file[1],
@@ -444,23 +543,24 @@ class LeRobotV3Writer:
         }
 
     def _write_video(self, key: str, frames: np.ndarray) -> dict:
+        """Encode the episode and append it to the camera's current mp4, or start the next one
+        when the two together would reach `video_files_size_in_mb` (lerobot's rule)."""
         episode_mp4 = encode_episode_video(frames, self.fps, self.vcodec)
-        limit = self.info["video_files_size_in_mb"] * _MB
-        if key not in self._videos:
-            chunk_index, file_index, muxer = 0, 0, None
-        else:
-            chunk_index, file_index, muxer = self._videos[key]
-            if muxer.size_bytes + len(episode_mp4) >= limit:
-                muxer.close()
-                muxer = None
+        chunk_index, file_index, from_timestamp = self._videos.get(key, (0, 0, 0.0))
+        if key in self._videos:
+            path = self.root / VIDEO_PATH.format(
+                video_key=key, chunk_index=chunk_index, file_index=file_index
+            )
+            if _size_mb(path) + len(episode_mp4) / _MB >= self.info["video_files_size_in_mb"]:
                 chunk_index, file_index = _next_file(
                     chunk_index, file_index, self.info["chunks_size"]
                 )
-        if muxer is None:
-            path = VIDEO_PATH.format(video_key=key, chunk_index=chunk_index, file_index=file_index)
-            muxer = VideoFileMuxer(self.root / path)
-        self._videos[key] = (chunk_index, file_index, muxer)
-        from_timestamp, to_timestamp = muxer.append(episode_mp4)
+                from_timestamp = 0.0
+        path = VIDEO_PATH.format(video_key=key, chunk_index=chunk_index, file_index=file_index)
+        append_episode_video(self.root / path, episode_mp4)
+        # lerobot adds each episode's duration in floating point rather than reading the file.
+        to_timestamp = from_timestamp + video_duration_s(episode_mp4)
+        self._videos[key] = (chunk_index, file_index, to_timestamp)
         return {
             f"videos/{key}/chunk_index": chunk_index,
             f"videos/{key}/file_index": file_index,
@@ -469,70 +569,95 @@ class LeRobotV3Writer:
         }
 
     def _episode_stats(self, arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-        """Per-episode stats of every feature (defaults included), accumulating dataset stats."""
+        """Per-episode stats of every feature (defaults included) from the values lerobot
+        computes them on: timestamps as float64 seconds, user features in their dtype."""
         stats = {}
         for key, feature in self.features.items():
             value = arrays[key]
             if feature["dtype"] in VISUAL_DTYPES:
-                sampled = _downsample(value[_sample_indices(len(value))])
-                hist = _pixel_histogram(sampled)
-                stats[key] = _histogram_stats(hist, len(sampled))
-                self._pixels[key] = self._pixels.get(key, 0) + hist
-                self._pixel_counts[key] = self._pixel_counts.get(key, 0) + len(sampled)
+                stats[key] = _image_stats(value)
             elif feature["dtype"] != "string":
-                matrix = value.reshape(len(value), -1).astype(feature["dtype"])
-                stats[key] = _numeric_stats(matrix)
-                self._values.setdefault(key, []).append(matrix)
+                matrix = value.reshape(len(value), -1)
+                if key in self.user_features:
+                    matrix = matrix.astype(feature["dtype"])
+                stats[key] = _feature_stats(matrix)
         return stats
 
-    def _dataset_stats(self) -> dict[str, dict[str, list]]:
-        stats = {}
-        for key, feature in self.features.items():
-            if feature["dtype"] in VISUAL_DTYPES:
-                stats[key] = _histogram_stats(self._pixels[key], self._pixel_counts[key])
-            elif feature["dtype"] != "string":
-                stats[key] = _numeric_stats(np.concatenate(self._values[key]))
-        return {key: _to_json(value) for key, value in stats.items()}
+    def _add_episode_row(self, row: dict) -> None:
+        """Queue the episode's metadata row, starting the next episodes file first when lerobot
+        would: when the current file's size plus its size per episode index times this
+        episode's length reaches `data_files_size_in_mb` (lerobot's estimate, kept so files
+        split where lerobot's do)."""
+        chunk_index, file_index = 0, 0
+        if self._last_row is not None:
+            chunk_index = self._last_row["meta/episodes/chunk_index"]
+            file_index = self._last_row["meta/episodes/file_index"]
+            path = self.root / EPISODES_PATH.format(chunk_index=chunk_index, file_index=file_index)
+            if path.exists():
+                size_mb = _size_mb(path)
+                previous = self._last_row["episode_index"]
+                per_episode_mb = size_mb / previous if previous > 0 else 0.0
+                if size_mb + per_episode_mb * row["length"] >= self.info["data_files_size_in_mb"]:
+                    self._flush_episode_rows()
+                    self._close_episodes_file()
+                    chunk_index, file_index = _next_file(
+                        chunk_index, file_index, self.info["chunks_size"]
+                    )
+        row["meta/episodes/chunk_index"] = chunk_index
+        row["meta/episodes/file_index"] = file_index
+        self._pending_rows.append(row)
+        self._last_row = row
+        if len(self._pending_rows) >= EPISODE_ROWS_PER_GROUP:
+            self._flush_episode_rows()
+
+    def _flush_episode_rows(self) -> None:
+        if not self._pending_rows:
+            return
+        rows = self._pending_rows
+        table = pa.Table.from_pydict({key: [row[key] for row in rows] for key in rows[0]})
+        if self._episodes_writer is None:
+            path = self.root / EPISODES_PATH.format(
+                chunk_index=rows[0]["meta/episodes/chunk_index"],
+                file_index=rows[0]["meta/episodes/file_index"],
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._episodes_writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+        else:  # a later group may infer another type (an int min of a 1-frame episode)
+            table = table.select(self._episodes_writer.schema.names)
+            table = table.cast(self._episodes_writer.schema)
+        self._episodes_writer.write_table(table)
+        self._pending_rows = []
+
+    def _close_episodes_file(self) -> None:
+        if self._episodes_writer is not None:
+            self._episodes_writer.close()
+            self._episodes_writer = None
 
     def _close_files(self) -> None:
         if self._data_writer is not None:
             self._data_writer.close()
             self._data_writer = None
-        for _, _, muxer in self._videos.values():
-            muxer.close()
+        self._flush_episode_rows()
+        self._close_episodes_file()
 
     def finalize(self) -> None:
-        """Close data/video files and write episodes, tasks, stats and info metadata."""
+        """Close data and episodes files and write tasks, stats and info metadata."""
         if self._finalized:
             return
-        if not self._episode_rows:
+        if not self.num_episodes:
             raise ValueError(f"dataset {self.root} has no episodes; add_episode() first")
         self._close_files()
         self._finalized = True
-
-        columns = {key: [row[key] for row in self._episode_rows] for key in self._episode_rows[0]}
-        episodes_path = self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        episodes_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pydict(columns), episodes_path, compression="snappy")
-
-        tasks = pd.DataFrame({"task_index": list(self._tasks.values())}, index=list(self._tasks))
-        table = pa.Table.from_pandas(tasks)
-        table = table.cast(
-            pa.schema(
-                [
-                    (f.name, pa.string() if f.type == pa.large_string() else f.type)
-                    for f in table.schema
-                ],
-                metadata=table.schema.metadata,
-            )
-        )  # pandas 3 writes large_string; lerobot (pandas 2) writes string
-        pq.write_table(table, self.root / TASKS_PATH)
-
-        _write_json(self._dataset_stats(), self.root / STATS_PATH)
-
+        _write_tasks(self._tasks, self.root / TASKS_PATH)
+        stats = {key: _to_json(value) for key, value in self._stats.items()}
+        _write_json(stats, self.root / STATS_PATH)
         for key in self.video_keys:
             first = self.root / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
-            self.info["features"][key]["info"] = read_video_info(first)
+            self.info["features"][key]["info"] = {
+                **read_video_info(first),
+                **encoder_settings(self.vcodec),
+                "is_depth_map": False,
+            }
         self.info.update(
             total_episodes=self.num_episodes,
             total_frames=self.num_frames,
@@ -554,12 +679,23 @@ class LeRobotV3Writer:
 # --------------------------------------------------------------------------------------------
 
 
+def _is_depth_map(feature: dict) -> bool:
+    """Whether a visual feature holds depth, in any spelling lerobot has used: `is_depth_map`
+    in its `info` (0.6), `video.is_depth_map` there or in the older `video_info`."""
+    info = feature.get("info") or {}
+    video_info = feature.get("video_info") or {}
+    return bool(
+        info.get("is_depth_map")
+        or info.get("video.is_depth_map")
+        or video_info.get("video.is_depth_map")
+    )
+
+
 def _is_rgb_camera(key: str, feature: dict) -> bool:
     """RGB views only: depth maps and segmentation are dropped; the policy reads colour views."""
-    if feature.get("dtype") not in VISUAL_DTYPES:
+    if feature.get("dtype") not in VISUAL_DTYPES or _is_depth_map(feature):
         return False
-    info = feature.get("info") or {}
-    if info.get("video.is_depth_map") or info.get("video.channels", 3) != 3:
+    if (feature.get("info") or {}).get("video.channels", 3) != 3:
         return False
     lowered = key.lower()
     return "depth" not in lowered and "segment" not in lowered
@@ -568,7 +704,7 @@ def _is_rgb_camera(key: str, feature: dict) -> bool:
 class LeRobotV3Dataset:
     """A LeRobot v3.0 dataset on local disk: metadata tables, per-episode rows and frames.
 
-    `cameras` are the views to read (default: every RGB camera in info.json); a dataset without
+    `cameras` are the views to read (None: every RGB camera in info.json); a dataset without
     an `action` feature or one of those cameras is refused when opened, and every path it names
     must stay inside `root`.
     """
@@ -628,20 +764,22 @@ class LeRobotV3Dataset:
 
     def _camera_keys(self, cameras: Sequence[str] | None) -> list[str]:
         rgb = [key for key, feature in self.features.items() if _is_rgb_camera(key, feature)]
-        wanted = list(cameras) if cameras else rgb
+        wanted = list(cameras) if cameras is not None else rgb
         missing = [key for key in wanted if key not in rgb]
         if wanted and not missing:
             return wanted
         folders = sorted(p.name for p in (self.root / "videos").glob("*") if p.is_dir())
-        what = (
-            f"has no RGB camera feature {missing} (the registry's views of {self.name!r})"
-            if missing
-            else "lists no RGB camera feature (dtype 'video' or 'image', 3 channels)"
-        )
+        if missing:
+            depth = [key for key in missing if _is_depth_map(self.features.get(key) or {})]
+            note = f"; {depth} hold depth maps" if depth else ""
+            what = f"has no RGB camera feature {missing} (the views asked for: {wanted}{note})"
+        else:
+            what = "lists no RGB camera feature (dtype 'video' or 'image', 3 channels)"
         raise self._error(
             f"{INFO_PATH} {what}; its RGB cameras: {rgb}, folders under videos/: {folders}. "
-            f"Add the camera to the `features` of {INFO_PATH}, or fix the dataset's `cameras` "
-            "in action_space.REGISTRY"
+            f"Add the camera to the `features` of {INFO_PATH}, or read other cameras (the "
+            "dataset's `cameras` in the registry, or `options: {cameras: [...]}` or "
+            "`{cameras: all}` of its source)"
         )
 
     def _inside_root(self, relative: str, what: str) -> Path:
@@ -976,7 +1114,7 @@ def open_dataset(
     """Open a LeRobot v3 dataset from a local root (offline) or a hub repo id ("owner/name").
 
     `dataset` names the episodes' source (default: the repo id's last part or the root's name);
-    `cameras` the views to read (default: every RGB camera).
+    `cameras` the views to read (None: every RGB camera; depth maps are never read as RGB).
     """
     path = Path(root_or_repo_id)
     if path.exists():

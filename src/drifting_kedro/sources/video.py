@@ -1,16 +1,19 @@
 """PyAV video helpers for LeRobot v3 datasets: encode like lerobot, decode by exact timestamp.
 
-lerobot encodes each episode to its own mp4 (libsvtav1, yuv420p, g=2, crf=30) and appends it to
-a shared mp4 without re-encoding; an episode is then found by its `from_timestamp` in that file.
-`encode_episode_video` + `VideoFileMuxer` do the same in-process (the per-episode mp4 stays in
-memory and its packets are remuxed with a time offset), and `VideoFrameReader` picks frames by
-presentation time: seek to the preceding keyframe, decode forward, keep the frame whose pts-time
-matches within a tolerance. Approximate seeking (by frame count or nearest packet) can return
-the neighbouring frame, which silently misaligns images and actions.
+lerobot (0.6) encodes each episode to its own mp4 and appends it to the camera's shared mp4
+without re-encoding: the first episode of a file is its encode as is, every later one is
+remuxed after the existing packets into a new file whose `moov` atom comes first (faststart).
+`encode_episode_video` and `append_episode_video` do the same with the same encoder options, so
+with the same FFmpeg/SVT-AV1 build the shared files are the bytes lerobot writes
+(docs/lerobot_format.md). An episode is then found by its `from_timestamp` in the shared file:
+`VideoFrameReader` seeks to the preceding keyframe, decodes forward and keeps the frame whose
+pts-time matches within a tolerance. Approximate seeking (by frame count or nearest packet) can
+return the neighbouring frame, which silently misaligns images and actions.
 """
 
 import io
 import logging
+import math
 import os
 import threading
 import time
@@ -23,11 +26,14 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# lerobot's encode_video_frames defaults (lerobot 0.4, datasets/video_utils.py).
+# lerobot 0.6's RGB encoder defaults (lerobot/configs/video.py, VideoEncoderConfig).
 DEFAULT_VCODEC = "libsvtav1"
 DEFAULT_PIX_FMT = "yuv420p"
 DEFAULT_GOP = 2
 DEFAULT_CRF = 30
+SVTAV1_PRESET = 12  # the preset lerobot gives libsvtav1 when none is configured
+FAST_DECODE = 0  # SVT-AV1 fast-decode level; 0 disables it
+ENCODER_BACKEND = "pyav"
 # Tried in order when the preferred encoder is missing from PyAV's bundled FFmpeg.
 FALLBACK_VCODECS = ("libaom-av1", "libx264")
 TIMESTAMP_TOLERANCE_S = 1e-4  # lerobot's default `tolerance_s`
@@ -72,15 +78,31 @@ def pick_video_codec(preferred: str = DEFAULT_VCODEC) -> str:
     )
 
 
-def _encoder_options(codec: str, *, single_threaded: bool = False) -> dict[str, str]:
+def encoder_settings(codec: str) -> dict:
+    """The encoder fields lerobot records next to a video feature's stream info in info.json."""
+    return {
+        "video.g": DEFAULT_GOP,
+        "video.crf": DEFAULT_CRF,
+        "video.preset": SVTAV1_PRESET if codec == "libsvtav1" else None,
+        "video.fast_decode": FAST_DECODE,
+        "video.video_backend": ENCODER_BACKEND,
+        "video.extra_options": {"bf": 0} if codec == "libx264" else {},
+    }
+
+
+def _encoder_options(codec: str, threads: int | None = None) -> dict[str, str]:
+    """The options lerobot hands the encoder for `codec`, in its order; `threads` caps its
+    parallelism (SVT-AV1's `lp`), which SVT-AV1's bitstream does not depend on."""
     options = {"g": str(DEFAULT_GOP), "crf": str(DEFAULT_CRF)}
-    if codec == "libx264":
+    if codec == "libsvtav1":
+        params = [f"fast-decode={FAST_DECODE}", *([f"lp={threads}"] if threads else [])]
+        options.update({"preset": str(SVTAV1_PRESET), "svtav1-params": ":".join(params)})
+    elif codec == "libx264":
         # B-frames give negative dts at the start of each episode, which cannot be appended
         # after the previous episode in one mp4 without re-encoding.
         options["bf"] = "0"
-    if codec == "libsvtav1" and single_threaded:
-        # The lowest level of parallelism; SVT-AV1's bitstream does not depend on it.
-        options["svtav1-params"] = "lp=1"
+    if threads and codec != "libsvtav1":
+        options["threads"] = str(threads)
     return options
 
 
@@ -102,7 +124,7 @@ def encode_episode_video(
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr unless told
     for attempt in range(1, ENCODE_ATTEMPTS + 1):
         encode = _EpisodeEncode(
-            frames, fps, codec, _encoder_options(codec, single_threaded=attempt > 1)
+            frames, fps, codec, _encoder_options(codec, threads=1 if attempt > 1 else None)
         )
         encode.start()
         if _finished(encode, stall_s):
@@ -161,65 +183,66 @@ def _finished(encode: _EpisodeEncode, stall_s: float) -> bool:
     return True
 
 
-class VideoFileMuxer:
-    """One shared mp4 that episodes are appended to, each at the end of the previous one."""
+def video_duration_s(episode_mp4: bytes) -> float:
+    """An encoded episode's duration as lerobot measures it (stream duration x time base)."""
+    with av.open(io.BytesIO(episode_mp4), "r") as container:
+        stream = container.streams.video[0]
+        return float(stream.duration * stream.time_base)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.size_bytes = 0  # bytes of episode mp4s appended, lerobot's rollover measure
-        self.duration = Fraction(0)  # seconds, exact
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.video.stream.VideoStream | None = None
 
-    def append(self, episode_mp4: bytes) -> tuple[float, float]:
-        """Remux one episode's mp4 after the current end; returns its (from, to) timestamps."""
-        from_ts = self.duration
-        with av.open(io.BytesIO(episode_mp4), "r") as source:
-            in_stream = source.streams.video[0]
-            in_tb = in_stream.time_base
-            if self._container is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._container = av.open(str(self.path), "w", format="mp4")
-                self._stream = self._container.add_stream_from_template(in_stream, opaque=True)
-            episode_end = Fraction(0)
-            for packet in source.demux(in_stream):
-                if packet.size == 0:  # demuxer's end-of-stream marker
-                    continue
-                start = packet.pts * in_tb
-                episode_end = max(episode_end, start + (packet.duration or 0) * in_tb)
-                packet.pts = round((start + from_ts) / in_tb)
-                packet.dts = round((packet.dts * in_tb + from_ts) / in_tb)
-                packet.stream = self._stream
-                self._container.mux(packet)
-            if in_stream.duration is not None:
-                episode_end = in_stream.duration * in_tb
-        self.duration = from_ts + episode_end
-        self.size_bytes += len(episode_mp4)
-        return float(from_ts), float(self.duration)
+def append_episode_video(path: Path, episode_mp4: bytes) -> None:
+    """Add one encoded episode at the end of the shared mp4 at `path`, as lerobot does.
 
-    def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
+    A new file is the episode's mp4 as encoded. Otherwise the existing packets and the
+    episode's follow each other, without re-encoding, in a new file with the `moov` atom first;
+    the episode's timestamps move by the existing file's duration in microseconds, rounded to
+    the stream's time base the way FFmpeg's concat demuxer (which lerobot uses) rounds it.
+    The file is replaced only once complete, so an interrupted append keeps the old one.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(episode_mp4)
+        return
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with (
+            av.open(str(path), "r") as existing,
+            av.open(io.BytesIO(episode_mp4), "r") as episode,
+            av.open(str(partial), "w", format="mp4", options={"movflags": "faststart"}) as output,
+        ):
+            template = existing.streams.video[0]
+            stream = output.add_stream_from_template(template, opaque=True)
+            stream.time_base = template.time_base
+            for source, start_us in ((existing, 0), (episode, existing.duration)):
+                in_stream = source.streams.video[0]
+                start = Fraction(start_us, 1_000_000) / in_stream.time_base
+                shift = math.floor(start + Fraction(1, 2))  # to nearest, halves up
+                for packet in source.demux(in_stream):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    packet.pts += shift
+                    packet.dts += shift
+                    packet.stream = stream
+                    output.mux(packet)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_video_info(path: Path) -> dict:
-    """The `info` dict lerobot stores for a video feature in info.json, read from the file."""
+    """The stream part of the `info` lerobot stores for a video feature in info.json."""
     with av.open(str(path), "r") as container:
         stream = container.streams.video[0]
         pix_fmt = stream.codec_context.pix_fmt or DEFAULT_PIX_FMT
-        info = {
+        return {
             "video.height": stream.height,
             "video.width": stream.width,
             "video.codec": stream.codec.canonical_name,
             "video.pix_fmt": pix_fmt,
-            "video.is_depth_map": False,
             "video.fps": int(stream.base_rate),
             "video.channels": _pixel_channels(pix_fmt),
+            "has_audio": len(container.streams.audio) > 0,
         }
-        has_audio = len(container.streams.audio) > 0
-    info["has_audio"] = has_audio
-    return info
 
 
 def _pixel_channels(pix_fmt: str) -> int:
@@ -278,6 +301,9 @@ class VideoFrameReader:
         caller can name them; the decoder's errors are returned.
         """
         container = self._container(path)
+        if not container.streams.video:  # cut inside the moov box written first
+            self._drop(path)
+            return [ValueError(f"{path.name} holds no video stream")]
         stream = container.streams.video[0]
         tb = stream.time_base
         first, last = timestamps[0], timestamps[-1]

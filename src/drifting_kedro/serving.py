@@ -22,9 +22,11 @@ the Hugging Face hub.
 
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -238,16 +240,17 @@ def log_policy(
             folder / CHECKPOINT_FILE,
         )
         torch.save(backbone, folder / BACKBONE_FILE)
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=DriftingPolicyModel(),
-            artifacts={"policy": str(folder)},
-            model_config=asdict(config),
-            signature=signature(checkpoint["datasets"]),
-            input_example=input_example(checkpoint, config.image_size),
-            pip_requirements=_requirements(),
-            registered_model_name=registered_name,
-        )
+        with _quiet_cloudpickle_notice():
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=DriftingPolicyModel(),
+                artifacts={"policy": str(folder)},
+                model_config=asdict(config),
+                signature=signature(checkpoint["datasets"]),
+                input_example=input_example(checkpoint, config.image_size),
+                pip_requirements=_requirements(),
+                registered_model_name=registered_name,
+            )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for dataset, metrics in closed_loop.items():
@@ -261,6 +264,22 @@ def log_policy(
     )
     logger.info("registered the policy as %s version %s", registered_name, version)
     return version
+
+
+@contextlib.contextmanager
+def _quiet_cloudpickle_notice() -> Iterator[None]:
+    """Hide MLflow's notice that a `python_model` object is pickled: the pickled class is this
+    module's own, loaded back only by this project's code, so every run printing it says nothing."""
+
+    def not_the_notice(record: logging.LogRecord) -> bool:
+        return "serialized using CloudPickle" not in record.getMessage()
+
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    pyfunc_logger.addFilter(not_the_notice)
+    try:
+        yield
+    finally:
+        pyfunc_logger.removeFilter(not_the_notice)
 
 
 def _description(checkpoint: dict, closed_loop: dict[str, dict[str, float]]) -> str:

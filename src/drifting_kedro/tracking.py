@@ -1,14 +1,18 @@
-"""Metric logging for processes that Kedro does not run (the torchrun ranks).
+"""Writing into an existing MLflow run by id: the torchrun ranks' metrics and the run's description.
 
 The trainer is handed a `MetricLogger`; on rank 0 it is an `MlflowRunLogger` attached to the
 Kedro session's run through MLFLOW_RUN_ID / MLFLOW_TRACKING_URI, so training curves land in the
-same MLflow run as the pipeline's parameters. No new run is ever started here, and nothing is
+same MLflow run as the pipeline's parameters. The project's hooks use the same logger to name the
+run and log its dataset versions (`run_metadata`). No new run is ever started here, and nothing is
 written into a run that has ended: a trainer outliving its Kedro session stops instead.
 """
 
+import json
 import logging
 import os
 from typing import Protocol
+
+from drifting_kedro.run_metadata import DatasetVersion
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,27 @@ class MlflowRunLogger:
         batch = [Param(_safe_key(k), str(v)[:6000]) for k, v in params.items()]
         self.client.log_batch(self.run_id, params=batch)
 
+    def set_name(self, name: str) -> None:
+        self._check_running()
+        self.client.update_run(self.run_id, name=name)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._check_running()
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dataset_versions(self, versions: list[DatasetVersion], context: str) -> None:
+        """Each dataset as an MLflow dataset input (`context`: training, evaluation...), its
+        episode and frame counts as the profile the UI shows beside the digest."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        self._check_running()
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+        inputs = [DatasetInput(_dataset_entity(version), tags) for version in versions]
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
     def _check_running(self) -> None:
         status = self.client.get_run(self.run_id).info.status
         if status != "RUNNING":
@@ -74,6 +99,23 @@ def logger_from_environment(rank: int) -> MetricLogger:
     uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     logger.info("Logging metrics into MLflow run %s at %s", run_id, uri)
     return MlflowRunLogger(run_id, uri)
+
+
+def _dataset_entity(version: DatasetVersion):
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.entities import Dataset
+
+    if version.on_hub:
+        source_type, source = "hugging_face", HuggingFaceDatasetSource(version.location).to_json()
+    else:  # what MLflow's own local source writes
+        source_type, source = "local", json.dumps({"uri": version.location})
+    return Dataset(
+        name=version.name,
+        digest=version.digest,
+        source_type=source_type,
+        source=source,
+        profile=json.dumps({"episodes": version.episodes, "frames": version.frames}),
+    )
 
 
 def _safe_key(key: str) -> str:

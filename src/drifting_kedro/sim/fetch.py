@@ -5,14 +5,19 @@ TimeLimit) and rendered through `CheapRenderer` from fixed free cameras: one fac
 one from its side.
 """
 
+import contextlib
+import io
 import logging
 
 import gymnasium as gym
-import gymnasium_robotics
 import mujoco
 import numpy as np
 
 from drifting_kedro.sim.base import CheapRenderer, Observation, SimEnv, TaskSpec
+
+# Importing it prints a notice about its Adroit hand envs' rewards, which this project never uses.
+with contextlib.redirect_stderr(io.StringIO()):
+    import gymnasium_robotics
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from drifting_kedro.training.config import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "parameters.md"
 PIPELINES = ("ingest", "features", "train", "evaluate")
-ENVS_WITH_RECORDINGS = ("base", "smoke", "long")  # whose `demonstrations` lists are tabled
+ENVS_WITH_RECORDINGS = ("base", "smoke", "long", "aloha")  # whose `demonstrations` lists are tabled
 
 MEANINGS: dict[str, str] = {
     # parameters_ingest.yml

@@ -220,7 +220,9 @@ def test_mlflow_models_serve_answers_a_chunk_and_a_bad_request_with_400(
         assert status == 200, answer
         chunk = np.asarray(answer["predictions"][0])
         assert chunk.shape == expected.shape
-        np.testing.assert_allclose(chunk, expected, atol=1e-6)
+        # The server is another process with its own torch thread count, so its float sums may
+        # run in another order: equal to float32 rounding, not to the last bit.
+        np.testing.assert_allclose(chunk, expected, rtol=1e-4, atol=1e-5)
 
         changes, message = BAD_REQUESTS[2]  # wrong state width
         status, answer = post(

@@ -19,7 +19,6 @@ from drifting_kedro.training.config import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "parameters.md"
 PIPELINES = ("ingest", "features", "train", "evaluate")
-ENVS_WITH_RECORDINGS = ("base", "smoke", "long", "aloha")  # whose `demonstrations` lists are tabled
 
 MEANINGS: dict[str, str] = {
     # parameters_ingest.yml
@@ -191,6 +190,13 @@ def load(env: str, pipeline: str) -> dict[str, Any]:
     return flatten(read(env, pipeline))
 
 
+def environments() -> list[str]:
+    """`base`, then every other folder of conf/ in name order: a new environment is tabled
+    without being listed here (one without `demonstrations` adds no row)."""
+    others = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "base")
+    return ["base", *others]
+
+
 def recordings_table() -> list[str]:
     """One row per `demonstrations` entry of each environment, with the defaults it takes."""
     names = [f.name for f in dataclasses.fields(RecordingConfig)]
@@ -198,7 +204,7 @@ def recordings_table() -> list[str]:
         "| env | " + " | ".join(f"`{name}`" for name in names) + " |",
         "|---" * (len(names) + 1) + "|",
     ]
-    for env in ENVS_WITH_RECORDINGS:
+    for env in environments():
         for entry in read(env, "ingest").get("demonstrations", []):
             values = dataclasses.asdict(RecordingConfig(**entry))
             lines.append(f"| {env} | " + " | ".join(_cell(values[n]) for n in names) + " |")

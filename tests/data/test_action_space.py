@@ -39,6 +39,10 @@ SIM_DATASETS = [
     "fetch_pick_and_place",
     "fetch_push",
     "fetch_pick_and_place_abs",
+    "robosuite_lift",
+    "robosuite_can",
+    "maniskill_pick_cube",
+    "maniskill_stack_cube",
 ]
 
 

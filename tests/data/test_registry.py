@@ -39,7 +39,7 @@ def write_rows(tmp_path, *rows):
 def test_shipped_file_is_the_registry():
     rows = yaml.safe_load(REGISTRY_PATH.read_text())
     assert load_registry() == REGISTRY
-    assert len(rows) == 16 and len(REGISTRY) == 65  # one templated row for behavior1k's 50
+    assert len(rows) == 20 and len(REGISTRY) == 69  # one templated row for behavior1k's 50
 
 
 def test_every_layout_is_named_by_a_row():

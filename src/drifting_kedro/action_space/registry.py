@@ -161,6 +161,9 @@ LAYOUTS: dict[str, Layout] = {
         Layout("none", (), ()),  # no proprioception, e.g. a static grasp
         # RLBench gripper pose and open state (the action is the next frame's).
         Layout("eef_quat_grip", (*_EEF_QUAT, "gripper_open"), unified_dims(REGION_A)),
+        # A Panda's measured gripper pose and finger opening (robosuite, ManiSkill), whose
+        # action is the pose to go to (eef_quat_grip).
+        Layout("eef_quat_opening", (*_EEF_QUAT, "gripper_opening"), unified_dims(REGION_A)),
         # DexGraspNet 2.0 wrist pose + LEAP hand joints j0..j15 in the release's npz key order.
         Layout(
             "wrist_quat_leap_hand",

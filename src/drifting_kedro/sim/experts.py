@@ -8,6 +8,7 @@ Every expert is deterministic given the env's seed.
 """
 
 import abc
+import importlib
 import logging
 from dataclasses import dataclass
 
@@ -313,12 +314,23 @@ EXPERTS: dict[str, type[Expert]] = {
     "fetch_push": FetchPushExpert,
     "fetch_pick_and_place_abs": FetchPickAndPlaceExpert,
 }
+# Experts of the simulators imported on first use (module, class), as `make_env` opens them.
+LAZY_EXPERTS: dict[str, tuple[str, str]] = {
+    "robosuite_lift": ("drifting_kedro.sim.robosuite", "LiftExpert"),
+    "robosuite_can": ("drifting_kedro.sim.robosuite", "CanExpert"),
+    "maniskill_pick_cube": ("drifting_kedro.sim.maniskill", "PickCubeExpert"),
+    "maniskill_stack_cube": ("drifting_kedro.sim.maniskill", "StackCubeExpert"),
+}
 
 
 def make_expert(dataset_name: str) -> Expert:
     """The scripted expert of a simulated dataset."""
+    if dataset_name in LAZY_EXPERTS:
+        module, name = LAZY_EXPERTS[dataset_name]
+        return getattr(importlib.import_module(module), name)()
     if dataset_name not in EXPERTS:
         raise ValueError(
-            f"no scripted expert for {dataset_name!r}; expected one of {sorted(EXPERTS)}"
+            f"no scripted expert for {dataset_name!r}; "
+            f"expected one of {sorted([*EXPERTS, *LAZY_EXPERTS])}"
         )
     return EXPERTS[dataset_name]()

@@ -1,7 +1,9 @@
 """The simulated datasets by registry name, and `make_env` to open any of them.
 
 Names, instructions, native layouts, cameras and fps come from the dataset registry
-(`drifting_kedro.action_space`); this module adds only what the simulators need.
+(`drifting_kedro.action_space`); this module adds only what the simulators need. robosuite and
+ManiSkill are imported only when one of their envs is opened: each takes seconds to import and
+ManiSkill needs a Vulkan driver that a machine recording only ALOHA or Fetch need not have.
 """
 
 from drifting_kedro.action_space import get_spec
@@ -42,6 +44,28 @@ SIM_TASKS: dict[str, TaskSpec] = {
         _task("fetch_pick_and_place", 50, "fetch", FETCH_STAGES),
         _task("fetch_push", 50, "fetch", FETCH_STAGES),
         _task("fetch_pick_and_place_abs", 50, "fetch", FETCH_STAGES, absolute="true"),
+        _task("robosuite_lift", 60, "robosuite", ("reached", "grasped", "success"), env="Lift"),
+        _task(
+            "robosuite_can",
+            200,
+            "robosuite",
+            ("reached", "grasped", "lifted", "success"),
+            env="PickPlaceCan",
+        ),
+        _task(
+            "maniskill_pick_cube",
+            60,
+            "maniskill",
+            ("reached", "grasped", "success"),
+            env="PickCube-v1",
+        ),
+        _task(
+            "maniskill_stack_cube",
+            90,
+            "maniskill",
+            ("reached", "grasped", "on_top", "success"),
+            env="StackCube-v1",
+        ),
     )
 }
 
@@ -60,6 +84,14 @@ def make_env(dataset_name: str, image_size: int = 96, max_steps: int | None = No
     spec = task_spec(dataset_name)
     if spec.robot_type == "aloha":
         return AlohaSimEnv(spec, spec.extra["task"], image_size=image_size, max_steps=max_steps)
+    if spec.robot_type == "robosuite":
+        from drifting_kedro.sim.robosuite import RobosuiteSimEnv
+
+        return RobosuiteSimEnv(spec, image_size=image_size, max_steps=max_steps)
+    if spec.robot_type == "maniskill":
+        from drifting_kedro.sim.maniskill import ManiSkillSimEnv
+
+        return ManiSkillSimEnv(spec, image_size=image_size, max_steps=max_steps)
     return FetchSimEnv(
         spec,
         spec.extra["simulator"],

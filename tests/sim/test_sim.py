@@ -24,6 +24,10 @@ STATE_WIDTH = {
     "fetch_pick_and_place": 4,
     "fetch_push": 4,
     "fetch_pick_and_place_abs": 4,
+    "robosuite_lift": 8,
+    "robosuite_can": 8,
+    "maniskill_pick_cube": 8,
+    "maniskill_stack_cube": 8,
 }
 
 
@@ -313,3 +317,19 @@ def test_record_aloha_dataset(tmp_path):
     assert report.seeds == [10]
     (episode,) = _check_generated(root, "aloha_sim_transfer_cube", 1, 400)
     assert episode.images["observation.images.top"].shape == (400, 96, 96, 3)
+
+
+@pytest.mark.parametrize("name", ["robosuite_lift", "maniskill_pick_cube"])
+def test_panda_tasks_record_as_lerobot_v3(tmp_path, name):
+    """The robosuite and ManiSkill wrappers record through the same recorder and reader."""
+    from drifting_kedro.sources.lerobot_v3 import open_dataset
+
+    root = tmp_path / name
+    report = record_dataset(name, root, num_episodes=1, seed=0, image_size=32)
+    assert report.successes == 1
+    length = next(open_dataset(root, dataset=name).iter_episodes()).length
+    assert 1 < length <= SIM_TASKS[name].max_steps
+    (episode,) = _check_generated(root, name, 1, length)
+    np.testing.assert_allclose(np.linalg.norm(episode.action[:, 3:7], axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(episode.state[:, 3:7], axis=1), 1.0, atol=1e-4)
+    assert ((episode.action[:, 7] >= 0) & (episode.action[:, 7] <= 1)).all()

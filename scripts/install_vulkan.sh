@@ -8,7 +8,7 @@ mesa=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
 if [ -n "$mesa" ] && [ "${mesa%%.*}" -ge 23 ]; then
   exit 0
 fi
-codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+codename=$(. "${OS_RELEASE:-/etc/os-release}" 2>/dev/null && echo "${VERSION_CODENAME:-}")
 if [ "$codename" != "bookworm" ]; then
   echo "setup: ManiSkill needs a Vulkan driver with VK_KHR_external_semaphore_fd (Mesa >= 23 lavapipe" \
     "or a GPU driver); this is not Debian 12, install it with your package manager" >&2
@@ -27,6 +27,11 @@ if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.
   printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     | $sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
 fi
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -t bookworm-backports \
-  mesa-vulkan-drivers libvulkan1 >/dev/null
+# A failed install leaves the rest of the setup (and every other simulator) working: ManiSkill's
+# tasks then stop with the same apt command in their error.
+if ! { $sudo apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -t bookworm-backports \
+    mesa-vulkan-drivers libvulkan1 >/dev/null; }; then
+  echo "setup: installing Mesa 25's Vulkan driver failed (see apt's message above); ManiSkill's" \
+    "tasks need it: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1" >&2
+fi

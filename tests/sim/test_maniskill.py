@@ -14,14 +14,6 @@ from drifting_kedro.sim.record import rollout
 NAMES = ["maniskill_pick_cube", "maniskill_stack_cube"]
 
 
-@pytest.fixture(scope="module")
-def envs():
-    opened = {}
-    yield lambda name: opened.setdefault(name, make_env(name, image_size=32))
-    for env in opened.values():
-        env.close()
-
-
 @pytest.mark.parametrize(
     ("name", "order"),
     [
@@ -29,19 +21,10 @@ def envs():
         ("maniskill_stack_cube", [1, 2, 3, 4]),  # reach, grasp, A on B, released
     ],
 )
-def test_expert_reaches_the_stages_in_order(envs, name, order):
-    env, expert = envs(name), make_expert(name)
-    observation = env.reset(seed=0)
-    expert.start(env, 0)
-    assert env.stage() == 0
-    stages, success = [], False
-    for _ in range(env.max_steps):
-        observation, reward, success, done = env.step(expert.act(observation))
-        stages.append(env.stage())
-        if done:
-            break
-    assert success and stages[-1] == len(SIM_TASKS[name].stages)
-    assert list(dict.fromkeys(s for s in stages if s)) == order  # first appearances
+def test_expert_reaches_the_stages_in_order(expert_episode, name, order):
+    episode = expert_episode(name)
+    assert episode.success and episode.order == order
+    observation, reward = episode.observation, episode.reward
     keys = SIM_TASKS[name].camera_keys
     assert sorted(observation.images) == sorted(keys)
     for key in keys:

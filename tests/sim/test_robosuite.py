@@ -3,17 +3,9 @@
 import numpy as np
 import pytest
 
-from drifting_kedro.sim import SIM_TASKS, make_env, make_expert
+from drifting_kedro.sim import SIM_TASKS, make_env
 
 IMAGE_SIZE = 48  # the Lift cube spans a few pixels of agentview at this size
-
-
-@pytest.fixture(scope="module")
-def envs():
-    opened = {}
-    yield lambda name: opened.setdefault(name, make_env(name, image_size=IMAGE_SIZE))
-    for env in opened.values():
-        env.close()
 
 
 def _red_rows(image: np.ndarray) -> np.ndarray:
@@ -29,21 +21,11 @@ def _red_rows(image: np.ndarray) -> np.ndarray:
         ("robosuite_can", [1, 2, 3, 4]),  # reach, grasp, lift, placed in its compartment
     ],
 )
-def test_expert_reaches_the_stages_in_order(envs, name, order):
-    env, expert = envs(name), make_expert(name)
-    spec = SIM_TASKS[name]
-    first = observation = env.reset(seed=0)
-    expert.start(env, 0)
-    assert env.stage() == 0
-    stages, success = [], False
-    for _ in range(env.max_steps):
-        observation, reward, success, done = env.step(expert.act(observation))
-        stages.append(env.stage())
-        if done:
-            break
-    assert success and stages[-1] == len(spec.stages), f"{name}: stages {stages}"
-    assert list(dict.fromkeys(s for s in stages if s)) == order  # first appearances
-    assert isinstance(reward, float)
+def test_expert_reaches_the_stages_in_order(expert_episode, name, order):
+    episode = expert_episode(name)
+    assert episode.success and episode.order == order
+    spec, observation = SIM_TASKS[name], episode.observation
+    assert isinstance(episode.reward, float)
     assert sorted(observation.images) == sorted(spec.camera_keys)
     for image in observation.images.values():
         assert image.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and image.dtype == np.uint8
@@ -51,8 +33,8 @@ def test_expert_reaches_the_stages_in_order(envs, name, order):
     assert observation.state[6] >= 0  # qw >= 0
     if name == "robosuite_lift":  # upright images: the lifted cube rises in agentview
         for _ in range(15):  # on to the expert's full 10 cm lift
-            observation = env.step(expert.act(observation))[0]
-        before = _red_rows(first.images["observation.images.agentview"])
+            observation = episode.env.step(episode.expert.act(observation))[0]
+        before = _red_rows(episode.first.images["observation.images.agentview"])
         after = _red_rows(observation.images["observation.images.agentview"])
         assert before.size and after.size, "the cube is not visible in agentview"
         assert after.mean() < before.mean() - 2

@@ -31,14 +31,6 @@ STATE_WIDTH = {
 }
 
 
-@pytest.fixture(scope="module")
-def envs():
-    opened = {}
-    yield lambda name: opened.setdefault(name, make_env(name, image_size=32))
-    for env in opened.values():
-        env.close()
-
-
 @pytest.mark.parametrize("name", sorted(STATE_WIDTH))
 def test_wrapper_round_trips_one_step(envs, name):
     env = envs(name)
@@ -136,19 +128,9 @@ def test_expert_succeeds_on_fixed_seeds(envs, name, seeds):
         ("aloha_sim_transfer_cube", [1, 2, 4]),  # touch, lift, then the hand-over holds at once
     ],
 )
-def test_expert_reaches_the_stages_in_order(envs, name, order):
-    env, expert = envs(name), make_expert(name)
-    observation = env.reset(seed=0)
-    expert.start(env, 0)
-    assert env.stage() == 0
-    stages = []
-    for _ in range(env.max_steps):
-        observation, _, success, done = env.step(expert.act(observation))
-        stages.append(env.stage())
-        if done:
-            break
-    assert success and stages[-1] == len(SIM_TASKS[name].stages)
-    assert list(dict.fromkeys(s for s in stages if s)) == order  # first appearances
+def test_expert_reaches_the_stages_in_order(expert_episode, name, order):
+    episode = expert_episode(name)
+    assert episode.success and episode.order == order
 
 
 @pytest.mark.slow

@@ -126,11 +126,7 @@ class AlohaSimEnv(SimEnv):
         return self._observation(timestep.observation["qpos"])
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
-        action = self._check_action(action)
-        if self._steps >= self.max_steps:
-            raise RuntimeError(
-                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
-            )
+        action = self._check_step(action)
         timestep = self._env.step(action)
         self._steps += 1
         reward = self._reward = float(timestep.reward)

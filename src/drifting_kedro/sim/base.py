@@ -69,7 +69,13 @@ class SimEnv(abc.ABC):
     def close(self) -> None:
         """Free the renderer's GL context."""
 
-    def _check_action(self, action: np.ndarray) -> np.ndarray:
+    def _check_step(self, action: np.ndarray) -> np.ndarray:
+        """The action as float64 once it has the task's width, is finite, and the episode has a
+        step left of `self.max_steps` (subclasses count `self._steps`)."""
+        if self._steps >= self.max_steps:
+            raise RuntimeError(
+                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
+            )
         action = np.asarray(action, dtype=np.float64)
         width = len(self.spec.action_names)
         if action.shape != (width,):

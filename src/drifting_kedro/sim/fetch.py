@@ -85,11 +85,7 @@ class FetchSimEnv(SimEnv):
         return self._observation()
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
-        action = self._check_action(action)
-        if self._steps >= self.max_steps:
-            raise RuntimeError(
-                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
-            )
+        action = self._check_step(action)
         if self.absolute:
             action = self.delta_action(action)
         self._raw, reward, _, _, info = self._env.step(action)

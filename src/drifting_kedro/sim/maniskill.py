@@ -189,11 +189,7 @@ class ManiSkillSimEnv(SimEnv):
         self._to_base = self._arm.root_link.pose.inv()
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
-        action = self._check_action(action)
-        if self._steps >= self.max_steps:
-            raise RuntimeError(
-                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
-            )
+        action = self._check_step(action)
         command = self.controller_action(action)
         with warnings.catch_warnings():
             # ManiSkill checks the action tensor for NaN with numpy (NaN was rejected above).

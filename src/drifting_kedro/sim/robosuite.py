@@ -136,11 +136,7 @@ class RobosuiteSimEnv(SimEnv):
         return self._observation()
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool]:
-        action = self._check_action(action)
-        if self._steps >= self.max_steps:
-            raise RuntimeError(
-                f"{self.spec.name}: episode already ran max_steps={self.max_steps}; call reset()"
-            )
+        action = self._check_step(action)
         _, reward, _, _ = self._env.step(self.controller_action(action))
         self._steps += 1
         success = self._success = bool(self._env._check_success())

@@ -14,11 +14,11 @@ if [ "$codename" != "bookworm" ]; then
     "or a GPU driver); this is not Debian 12, install it with your package manager" >&2
   exit 0
 fi
+packages="-t bookworm-backports mesa-vulkan-drivers libvulkan1"
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
-    echo "setup: ManiSkill needs Mesa 25's Vulkan driver; as root run:" \
-      "apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1" >&2
+    echo "setup: ManiSkill needs Mesa 25's Vulkan driver; as root run: apt-get install $packages" >&2
     exit 0
   fi
   sudo="sudo -n"
@@ -30,8 +30,7 @@ fi
 # A failed install leaves the rest of the setup (and every other simulator) working: ManiSkill's
 # tasks then stop with the same apt command in their error.
 if ! { $sudo apt-get update -qq &&
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -t bookworm-backports \
-    mesa-vulkan-drivers libvulkan1 >/dev/null; }; then
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null; }; then
   echo "setup: installing Mesa 25's Vulkan driver failed (see apt's message above); ManiSkill's" \
-    "tasks need it: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1" >&2
+    "tasks need it: apt-get install $packages" >&2
 fi

@@ -98,18 +98,14 @@ class AlohaSimEnv(SimEnv):
     ) -> None:
         if task not in ALOHA_TASKS:
             raise ValueError(f"unknown ALOHA task {task!r}; expected one of {ALOHA_TASKS}")
-        self.spec = spec
+        super().__init__(spec, max_steps)
         self.task = task
-        self.max_steps = spec.max_steps if max_steps is None else max_steps
-        if self.max_steps < 1:
-            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
         if task == "transfer_cube":
             self._env = _environment(_TransferCubeTask(), "bimanual_viperx_transfer_cube.xml")
         else:
             self._env = _environment(_InsertionTask(), "bimanual_viperx_insertion.xml")
         physics = self._env.physics
         self._renderer = CheapRenderer(physics.model.ptr, image_size, {spec.camera_keys[0]: "top"})
-        self._steps = 0
         self._reward = 0.0
 
     @property

@@ -47,7 +47,13 @@ class TaskSpec:
 class SimEnv(abc.ABC):
     """A seeded, headless simulator episode with native actions and states."""
 
-    spec: TaskSpec
+    def __init__(self, spec: TaskSpec, max_steps: int | None = None) -> None:
+        """`max_steps`: this env's episode length in control steps (None: the spec's)."""
+        self.spec = spec
+        self.max_steps = spec.max_steps if max_steps is None else max_steps
+        if self.max_steps < 1:
+            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
+        self._steps = 0  # control steps taken since the last reset
 
     @abc.abstractmethod
     def reset(self, seed: int) -> Observation:

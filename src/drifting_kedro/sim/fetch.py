@@ -62,17 +62,13 @@ class FetchSimEnv(SimEnv):
         max_steps: int | None = None,
         absolute: bool = False,
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, max_steps)
         self.absolute = absolute
-        self.max_steps = spec.max_steps if max_steps is None else max_steps
-        if self.max_steps < 1:
-            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
         self._env = gym.make(env_id).unwrapped
         self._renderer = CheapRenderer(
             self._env.model, image_size, {key: _free_camera(key) for key in spec.camera_keys}
         )
         self._raw: dict[str, np.ndarray] = {}
-        self._steps = 0
         self._success = False
         self._object_start = np.zeros(3)
 

@@ -137,10 +137,7 @@ class ManiSkillSimEnv(SimEnv):
     """
 
     def __init__(self, spec: TaskSpec, image_size: int = 96, max_steps: int | None = None) -> None:
-        self.spec = spec
-        self.max_steps = spec.max_steps if max_steps is None else max_steps
-        if self.max_steps < 1:
-            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
+        super().__init__(spec, max_steps)
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
         if spec.extra.get("env") not in TASK_ACTORS:
@@ -156,7 +153,6 @@ class ManiSkillSimEnv(SimEnv):
         self._cube_name, self._goal_name, self._goal_height = TASK_ACTORS[spec.extra["env"]]
         self._raw: dict = {}
         self._info: dict = {}
-        self._steps = 0
 
     def reset(self, seed: int) -> Observation:
         # A plain reset keeps PhysX's contact state, so an episode would depend on the one before

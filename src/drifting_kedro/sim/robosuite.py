@@ -86,10 +86,7 @@ class RobosuiteSimEnv(SimEnv):
     """A robosuite task with state = [grip x, y, z, qx, qy, qz, qw, finger opening]."""
 
     def __init__(self, spec: TaskSpec, image_size: int = 96, max_steps: int | None = None) -> None:
-        self.spec = spec
-        self.max_steps = spec.max_steps if max_steps is None else max_steps
-        if self.max_steps < 1:
-            raise ValueError(f"{spec.name}: max_steps must be >= 1, got {self.max_steps}")
+        super().__init__(spec, max_steps)
         unknown = sorted(set(spec.camera_keys) - set(CAMERAS))
         if unknown:
             raise ValueError(
@@ -123,7 +120,6 @@ class RobosuiteSimEnv(SimEnv):
         self._renderer = CheapRenderer(
             self._model, image_size, {key: CAMERAS[key] for key in spec.camera_keys}
         )
-        self._steps = 0
         self._success = False
         self._object_start = np.zeros(3)
 

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -159,14 +159,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _writer_pid(temporary: Path) -> int | None:
+    """The pid a `temporary_sibling` name carries (None for any other file)."""
+    pid = temporary.name.removesuffix(".tmp").rsplit(".", 1)[-1].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _remove_if_writer_died(temporaries: Iterable[Path]) -> None:
+    for temporary in temporaries:
+        pid = _writer_pid(temporary)
+        if pid is not None and not _alive(pid):
+            _remove(temporary)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
     """Delete temporary siblings of `path` left by killed writers (their pid no longer runs)."""
     path = Path(path)
-    prefix = f".{path.name}."
-    for temporary in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = temporary.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            _remove(temporary)
+    _remove_if_writer_died(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def remove_stale_temporaries_in(directory: str | os.PathLike) -> None:
+    """Delete every temporary file in `directory` whose writer was killed before its rename."""
+    _remove_if_writer_died(Path(directory).glob(".*.tmp"))
 
 
 @contextlib.contextmanager

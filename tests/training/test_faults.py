@@ -432,14 +432,19 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(train_config, tmp_pat
     assert {p.name for p in folder.glob("*.pt")} == {"last.pt", "step_4.pt", "step_8.pt"}
     truncate(folder / "last.pt")  # step 8
     flip_bytes(folder / "step_8.pt")
-    (folder / ".last.pt.tmp-123").write_bytes(b"left by a killed write")
+    killed_writer = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed_writer.wait()
+    left_by_killed = folder / f".last.pt.{killed_writer.pid}-0000.tmp"
+    being_written = folder / f".last.pt.{os.getpid()}-0000.tmp"  # a writer still running
+    left_by_killed.write_bytes(b"left by a killed write")
+    being_written.write_bytes(b"half written")
 
     caplog.set_level(logging.WARNING)
     main(train_config(run_dir=str(tmp_path / "broken"), **fields))
     assert f"checkpoint {folder / 'last.pt'} cannot be read, it is truncated" in caplog.text
     assert f"checkpoint {folder / 'step_8.pt'} is corrupt" in caplog.text
     assert f"Resuming from {folder / 'step_4.pt'} (step 4) instead" in caplog.text
-    assert not (folder / ".last.pt.tmp-123").exists()
+    assert not left_by_killed.exists() and being_written.exists()
     expected, resumed = history(reference.parent), history(broken.parent)
     assert [row["step"] for row in resumed] == list(range(1, 13))
     for want, got in zip(expected, resumed, strict=True):

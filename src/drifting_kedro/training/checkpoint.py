@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from drifting_kedro.action_space import get_spec
+from drifting_kedro.locking import temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
     torn checkpoint, and a later change to its bytes is caught on load."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
+    tmp = temporary_sibling(path)
     try:
         torch.save(state, tmp)
         _commit(tmp, path, _sha256(tmp))
@@ -66,7 +67,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 def copy_checkpoint(source: Path, target: Path) -> None:
     """Copy atomically (e.g. `last.pt` to `step_<N>.pt`), checking the bytes read on the way."""
-    tmp = _temporary(target)
+    tmp = temporary_sibling(target)
     digest = hashlib.sha256()
     try:
         with source.open("rb") as reader, tmp.open("wb") as writer:
@@ -135,12 +136,6 @@ def latest_intact_checkpoint(
     return None
 
 
-def remove_partial_writes(directory: Path) -> None:
-    """Delete temporary files of writes a killed process never finished."""
-    for tmp in directory.glob(".*.tmp-*"):
-        tmp.unlink(missing_ok=True)
-
-
 def load_run_checkpoint(path: Path) -> dict:
     """A kept checkpoint file (`evaluate.checkpoint`), self-contained (see `self_contained`)."""
     path = Path(path)
@@ -201,10 +196,6 @@ def self_contained(checkpoint: dict, source: str | Path) -> dict:
     }
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _commit(tmp: Path, path: Path, digest: str) -> None:
     """Make `tmp` durable, then swap it in while the sidecar accepts both the old and new file."""
     _fsync(tmp)
@@ -217,7 +208,7 @@ def _commit(tmp: Path, path: Path, digest: str) -> None:
 
 
 def _write_atomic(sidecar: Path, digests: list[str], name: str) -> None:
-    tmp = _temporary(sidecar)
+    tmp = temporary_sibling(sidecar)
     tmp.write_text("".join(f"{digest}  {name}\n" for digest in dict.fromkeys(digests)))
     _fsync(tmp)
     os.replace(tmp, sidecar)

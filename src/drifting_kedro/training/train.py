@@ -44,6 +44,7 @@ from drifting_kedro.drifting import (
     update_ema,
 )
 from drifting_kedro.launch import LAUNCHER_PID_ENV
+from drifting_kedro.locking import remove_stale_temporaries_in
 from drifting_kedro.model import (
     DiffusionHead,
     DriftingPolicy,
@@ -58,7 +59,6 @@ from drifting_kedro.training.checkpoint import (
     latest_intact_checkpoint,
     load_checkpoint,
     registry_rows,
-    remove_partial_writes,
     save_checkpoint,
 )
 from drifting_kedro.training.config import TrainConfig
@@ -457,7 +457,7 @@ def train(
     start_step = trainer.restore(resume.state, resume.path) if resume is not None else 0
     saved_step, saved_path = start_step, resume.path if resume is not None else None
     if rank == 0:
-        remove_partial_writes(checkpoints)
+        remove_stale_temporaries_in(checkpoints)
         if resume is not None and resume.skipped:
             for reason in resume.skipped:
                 logger.warning("%s", reason)
